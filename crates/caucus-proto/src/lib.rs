@@ -1,0 +1,29 @@
+//! Wire types of caucus and the one module that turns them into bytes.
+//!
+//! Everything an organizer shares is an **entry**: created once, never edited, named by
+//! the BLAKE3 hash of its encoded [`Envelope`] (its [`EntryId`]) and idempotent to receive
+//! twice. The envelope is what a relay sees: a version, the opaque group id, the epoch,
+//! a nonce, the ciphertext and a membership proof. Inside the ciphertext sits a [`Body`]:
+//! the author, a hybrid logical clock timestamp, one [`Operation`] and the author
+//! device's signature.
+//!
+//! This crate does no I/O and no cryptography. It fixes the shapes and the bytes:
+//! all encoding goes through [`codec`], which bounds every decode (see [`limits`]) so
+//! hostile bytes can never make a node allocate more than the limit, and never panic.
+//! The byte-level layout is specified in `proto/PROTOCOL.md` at the repository root.
+
+pub mod codec;
+mod entry;
+mod ids;
+pub mod limits;
+mod op;
+
+pub use codec::DecodeError;
+pub use entry::{Author, BODY_VERSION, Body, ENVELOPE_VERSION, Envelope, EnvelopeHeader};
+pub use ids::{
+    ContactId, Day, DeviceKey, EntryId, FollowupId, GroupId, Hlc, IdentityKey, NoticeId, Signature,
+};
+pub use op::{
+    ContactField, DeviceCert, KeyDelivery, Note, NoticeContent, Operation, Rating, RatingError,
+    Role,
+};
