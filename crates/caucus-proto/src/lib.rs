@@ -18,7 +18,7 @@ mod ids;
 pub mod limits;
 mod op;
 
-pub use codec::DecodeError;
+pub use codec::{DecodeError, EncodeError};
 pub use entry::{Author, BODY_VERSION, Body, ENVELOPE_VERSION, Envelope, EnvelopeHeader};
 pub use ids::{
     ContactId, Day, DeviceKey, EntryId, FollowupId, GroupId, Hlc, IdentityKey, NoticeId, Signature,
