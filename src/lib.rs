@@ -1,0 +1,8 @@
+//! caucus: an end-to-end encrypted, peer-to-peer contact log and meeting notices for
+//! union organizers.
+//!
+//! This facade re-exports the layers so the top-level `examples/` and `tests/` (and later
+//! a mobile shell) depend on one crate. Each layer is its own crate under `crates/`; read
+//! `ARCHITECTURE.md` first.
+
+pub use caucus_proto as proto;
