@@ -1,0 +1,50 @@
+//! The model's input: an entry already opened and verified by `caucus-crypto`, and the
+//! total order in which entries are folded.
+
+use caucus_proto::{Author, DeviceKey, EntryId, Hlc, Operation};
+use serde::Serialize;
+
+/// An entry as the model sees it: opened, decoded and signature-checked by the crypto
+/// layer. The model trusts the author fields cryptographically but still checks that the
+/// author is a member, that the device is linked and not revoked, and that the role
+/// allows the operation (see the crate docs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OpenedEntry {
+    /// Content id of the entry (BLAKE3 of its envelope).
+    pub id: EntryId,
+    /// Who wrote it: organizer identity and signing device.
+    pub author: Author,
+    /// The author's hybrid logical clock when writing it.
+    pub hlc: Hlc,
+    /// The epoch whose key sealed it. Carried for the crypto and sync layers; the fold
+    /// itself does not look at it.
+    pub epoch: u64,
+    /// What it says.
+    pub op: Operation,
+}
+
+impl OpenedEntry {
+    /// The entry's place in the fold order.
+    pub fn fold_key(&self) -> FoldKey {
+        FoldKey {
+            hlc: self.hlc,
+            device: self.author.device,
+            id: self.id,
+        }
+    }
+}
+
+/// The total order of the fold: hybrid logical clock, then author device, then entry id.
+///
+/// Every replica sorts the same set of entries the same way, so applying them in this
+/// order gives the same state everywhere. "Last writer wins" in this crate always means
+/// "greatest `FoldKey` wins".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct FoldKey {
+    /// The entry's clock.
+    pub hlc: Hlc,
+    /// The signing device: breaks ties between authors writing in the same millisecond.
+    pub device: DeviceKey,
+    /// The entry id: breaks the last ties (one device, one clock, two entries).
+    pub id: EntryId,
+}

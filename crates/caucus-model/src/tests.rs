@@ -1,0 +1,1175 @@
+//! Unit tests: one or more per operation, per role refusal and per aggregate.
+
+mod properties;
+
+use crate::testing::{
+    Cast, cert, contact, device, entry, followup, hlc, identity, notice, notice_content, rating,
+};
+use crate::*;
+use caucus_proto::{Author, ContactField, Day, KeyDelivery, Note, NoticeContent, Operation, Role};
+
+/// A committee: founder Dana (admin, 2 devices), Eli (admin), Fatou and Gus (organizers).
+fn committee() -> (Cast, State) {
+    let cast = Cast::new(1, 2);
+    let state = State::from_entries(cast.founder.identity, cast.setup());
+    assert_eq!(
+        state.rejected().count(),
+        0,
+        "{:?}",
+        state.rejected().collect::<Vec<_>>()
+    );
+    (cast, state)
+}
+
+fn dana(c: &Cast) -> Author {
+    c.founder.author(0)
+}
+fn eli(c: &Cast) -> Author {
+    c.members[0].author(0)
+}
+fn fatou(c: &Cast) -> Author {
+    c.members[1].author(0)
+}
+fn gus(c: &Cast) -> Author {
+    c.members[2].author(0)
+}
+
+fn set(contact_n: u8, fields: Vec<ContactField>) -> Operation {
+    Operation::ContactSet {
+        contact: contact(contact_n),
+        fields,
+    }
+}
+
+fn note(contact_n: u8, text: &str) -> Operation {
+    Operation::NoteAdded {
+        contact: contact(contact_n),
+        note: Note {
+            text: text.to_owned(),
+            date: None,
+            by: None,
+        },
+    }
+}
+
+fn name(s: &str) -> ContactField {
+    ContactField::Name(s.to_owned())
+}
+
+fn at(wall: u64) -> caucus_proto::Hlc {
+    hlc(wall, 0)
+}
+
+#[test]
+fn founder_is_an_admin_from_the_start() {
+    let f = identity(1);
+    let s = State::new(f);
+    assert!(s.is_member(&f));
+    assert_eq!(s.member(&f).map(|m| m.role), Some(Role::Admin));
+    assert_eq!(s.current_devices().count(), 0);
+    assert_eq!(s.current_epoch(), 0);
+    assert!(s.is_empty());
+}
+
+#[test]
+fn setup_links_every_device_and_adds_every_member() {
+    let (cast, s) = committee();
+    assert_eq!(s.current_members().count(), 4);
+    assert_eq!(s.current_devices().count(), cast.linked_authors().len());
+    assert_eq!(s.group_name(), Some("Warehouse committee"));
+    assert_eq!(
+        s.member(&cast.members[1].identity).map(|m| m.name.as_str()),
+        Some("Fatou")
+    );
+    for a in cast.linked_authors() {
+        assert!(s.may_write(&a.identity, &a.device));
+    }
+    assert!(!s.may_write(&cast.stray_device.identity, &cast.stray_device.device));
+}
+
+#[test]
+fn contact_fields_are_last_writer_wins_per_field() {
+    let (cast, mut s) = committee();
+    assert_eq!(
+        s.insert(entry(
+            fatou(&cast),
+            at(100),
+            set(1, vec![name("Ana"), ContactField::Shift("Night".into())])
+        )),
+        Outcome::Applied
+    );
+    // Concurrent: Gus renames later, Eli rates at the same ms.
+    s.insert(entry(gus(&cast), at(110), set(1, vec![name("Ana Ruiz")])));
+    s.insert(entry(
+        eli(&cast),
+        at(110),
+        set(1, vec![ContactField::Rating(rating(2))]),
+    ));
+    // An older rename arriving late loses.
+    s.insert(entry(dana(&cast), at(105), set(1, vec![name("A. R.")])));
+    let c = s.contact(&contact(1)).unwrap();
+    assert_eq!(c.name, "Ana Ruiz");
+    assert_eq!(c.shift, "Night");
+    assert_eq!(c.rating, Some(rating(2)));
+    assert!(s.refolds() >= 1, "the late rename made the log fold again");
+}
+
+#[test]
+fn ties_on_the_clock_break_by_device_then_entry_id() {
+    let (cast, _) = committee();
+    let a = entry(fatou(&cast), at(100), set(1, vec![name("from fatou")]));
+    let b = entry(gus(&cast), at(100), set(1, vec![name("from gus")]));
+    let winner = if fatou(&cast).device > gus(&cast).device {
+        "from fatou"
+    } else {
+        "from gus"
+    };
+    for order in [vec![a.clone(), b.clone()], vec![b, a]] {
+        let s = State::from_entries(cast.founder.identity, cast.setup().into_iter().chain(order));
+        assert_eq!(s.contact(&contact(1)).unwrap().name, winner);
+    }
+}
+
+#[test]
+fn all_fields_and_tags_are_set() {
+    let (cast, mut s) = committee();
+    s.insert(entry(
+        fatou(&cast),
+        at(100),
+        set(
+            1,
+            vec![
+                name("Ana"),
+                ContactField::Department("Outbound".into()),
+                ContactField::Shift("Day".into()),
+                ContactField::Job("picker".into()),
+                ContactField::Handle("+1 555".into()),
+                ContactField::Rating(rating(3)),
+                ContactField::Tag {
+                    tag: "signed card".into(),
+                    on: true,
+                },
+                ContactField::AssignedTo("Fatou".into()),
+            ],
+        ),
+    ));
+    let c = s.contact(&contact(1)).unwrap();
+    assert_eq!(
+        (
+            c.name.as_str(),
+            c.department.as_str(),
+            c.shift.as_str(),
+            c.job.as_str()
+        ),
+        ("Ana", "Outbound", "Day", "picker")
+    );
+    assert_eq!(c.handle, "+1 555");
+    assert_eq!(c.rating, Some(rating(3)));
+    assert_eq!(c.assigned_to, "Fatou");
+    assert!(c.has_tag("signed card"));
+}
+
+#[test]
+fn concurrent_tags_are_both_kept_and_untagging_is_per_tag() {
+    let (cast, mut s) = committee();
+    let tag = |t: &str, on| ContactField::Tag { tag: t.into(), on };
+    s.insert(entry(
+        fatou(&cast),
+        at(100),
+        set(1, vec![tag("signed card", true)]),
+    ));
+    s.insert(entry(
+        gus(&cast),
+        at(100),
+        set(1, vec![tag("petition", true)]),
+    ));
+    assert_eq!(
+        s.contact(&contact(1))
+            .unwrap()
+            .tags_on()
+            .collect::<Vec<_>>(),
+        vec!["petition", "signed card"]
+    );
+    s.insert(entry(
+        gus(&cast),
+        at(101),
+        set(1, vec![tag("petition", false)]),
+    ));
+    assert_eq!(
+        s.contact(&contact(1))
+            .unwrap()
+            .tags_on()
+            .collect::<Vec<_>>(),
+        vec!["signed card"]
+    );
+}
+
+#[test]
+fn notes_append_and_create_the_contact_implicitly() {
+    let (cast, mut s) = committee();
+    s.insert(entry(fatou(&cast), at(100), note(7, "worried about hours")));
+    let c = s.contact(&contact(7)).expect("created by the note");
+    assert_eq!(c.name, "");
+    s.insert(entry(
+        gus(&cast),
+        at(90),
+        Operation::NoteAdded {
+            contact: contact(7),
+            note: Note {
+                text: "met at the gate".into(),
+                date: Some(Day(-1)),
+                by: Some("Sam".into()),
+            },
+        },
+    ));
+    let notes: Vec<_> = s.notes(&contact(7)).collect();
+    assert_eq!(notes.len(), 2);
+    // Ordered by the conversation's day: the dated one (day -1) first.
+    assert_eq!(notes[0].text, "met at the gate");
+    assert_eq!(notes[0].by.as_deref(), Some("Sam"));
+    assert_eq!(notes[0].author, gus(&cast));
+    assert_eq!(notes[1].text, "worried about hours");
+}
+
+#[test]
+fn removal_wins_over_concurrent_and_later_edits_and_keeps_notes() {
+    let (cast, mut s) = committee();
+    s.insert(entry(fatou(&cast), at(100), set(1, vec![name("Ana")])));
+    s.insert(entry(fatou(&cast), at(101), note(1, "first talk")));
+    s.insert(entry(
+        dana(&cast),
+        at(110),
+        Operation::ContactRemoved {
+            contact: contact(1),
+        },
+    ));
+    // A stale phone sends edits and a note, concurrent and later.
+    s.insert(entry(gus(&cast), at(110), set(1, vec![name("Ana R")])));
+    s.insert(entry(
+        gus(&cast),
+        at(200),
+        set(1, vec![ContactField::Rating(rating(1))]),
+    ));
+    s.insert(entry(gus(&cast), at(201), note(1, "second talk")));
+    assert!(s.contact(&contact(1)).is_none());
+    assert_eq!(s.contacts().count(), 0);
+    assert_eq!(s.list_contacts(&ContactFilter::all()).len(), 0);
+    assert_eq!(s.workplace_map().total.total(), 0);
+    let removed: Vec<_> = s.removed_contacts().collect();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].removed.map(|r| r.by), Some(dana(&cast)));
+    assert_eq!(s.notes(&contact(1)).count(), 2);
+    // A second removal changes nothing.
+    let h = s.state_hash();
+    s.insert(entry(
+        fatou(&cast),
+        at(300),
+        Operation::ContactRemoved {
+            contact: contact(1),
+        },
+    ));
+    assert_eq!(
+        s.contact_any(&contact(1)).unwrap().removed.map(|r| r.by),
+        Some(dana(&cast))
+    );
+    assert_eq!(h, s.state_hash());
+}
+
+#[test]
+fn followups_set_and_done_are_separate_registers() {
+    let (cast, mut s) = committee();
+    let fs = |due, task: &str| Operation::FollowupSet {
+        followup: followup(1),
+        contact: contact(1),
+        due: Day(due),
+        assignee: "Fatou".into(),
+        task: task.into(),
+    };
+    s.insert(entry(fatou(&cast), at(100), fs(10, "call back")));
+    s.insert(entry(
+        gus(&cast),
+        at(120),
+        Operation::FollowupDone {
+            followup: followup(1),
+            done: true,
+        },
+    ));
+    // A concurrent content edit does not reopen it.
+    s.insert(entry(dana(&cast), at(121), fs(12, "bring card")));
+    let f = s.followup(&followup(1)).unwrap();
+    assert!(f.done);
+    assert_eq!((f.due, f.task.as_str()), (Day(12), "bring card"));
+    assert!(s.contact(&contact(1)).is_some(), "created implicitly");
+    s.insert(entry(
+        gus(&cast),
+        at(130),
+        Operation::FollowupDone {
+            followup: followup(1),
+            done: false,
+        },
+    ));
+    assert!(!s.followup(&followup(1)).unwrap().done);
+    // Done for a follow-up never set.
+    let r = s.insert(entry(
+        gus(&cast),
+        at(140),
+        Operation::FollowupDone {
+            followup: followup(9),
+            done: true,
+        },
+    ));
+    assert_eq!(r, Outcome::Rejected(Reason::UnknownFollowup));
+}
+
+#[test]
+fn followups_due_lists_overdue_first_and_skips_done_and_removed() {
+    let (cast, mut s) = committee();
+    let fs = |n, c, due| Operation::FollowupSet {
+        followup: followup(n),
+        contact: contact(c),
+        due: Day(due),
+        assignee: "Fatou".into(),
+        task: "call".into(),
+    };
+    for (i, (n, c, due)) in [
+        (1, 1, 105),
+        (2, 1, 98),
+        (3, 2, 100),
+        (4, 3, 99),
+        (5, 1, 200),
+        (6, 1, 95),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.insert(entry(fatou(&cast), at(100 + i as u64), fs(n, c, due)));
+    }
+    s.insert(entry(
+        fatou(&cast),
+        at(120),
+        Operation::FollowupDone {
+            followup: followup(6),
+            done: true,
+        },
+    ));
+    s.insert(entry(
+        fatou(&cast),
+        at(121),
+        Operation::ContactRemoved {
+            contact: contact(3),
+        },
+    ));
+    let due = s.followups_due(Day(100), 7);
+    let got: Vec<_> = due.iter().map(|d| (d.followup.id, d.overdue)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (followup(2), true),
+            (followup(3), false),
+            (followup(1), false)
+        ]
+    );
+    assert_eq!(s.followups_due(Day(100), 0).len(), 2);
+}
+
+#[test]
+fn notices_post_change_cancel_expire_and_ack() {
+    let (cast, mut s) = committee();
+    let post = Operation::NoticePosted {
+        notice: notice(1),
+        content: notice_content("Meeting", false),
+    };
+    assert_eq!(
+        s.insert(entry(fatou(&cast), at(100), post)),
+        Outcome::Applied
+    );
+    let changed = NoticeContent {
+        place: "Cafe".into(),
+        expires_at_ms: Some(5_000),
+        ..notice_content("Meeting", false)
+    };
+    s.insert(entry(
+        fatou(&cast),
+        at(101),
+        Operation::NoticeChanged {
+            notice: notice(1),
+            content: changed,
+        },
+    ));
+    let n = s.notice(&notice(1)).unwrap();
+    assert_eq!(n.content.place, "Cafe");
+    assert_eq!(n.posted_by, cast.members[1].identity);
+    assert_eq!(s.current_notices(4_999).len(), 1);
+    assert_eq!(s.current_notices(5_000).len(), 0, "expired");
+    // Acks: two devices of Dana count once; Gus acks too.
+    s.insert(entry(
+        cast.founder.author(0),
+        at(102),
+        Operation::NoticeAcked { notice: notice(1) },
+    ));
+    s.insert(entry(
+        cast.founder.author(1),
+        at(103),
+        Operation::NoticeAcked { notice: notice(1) },
+    ));
+    s.insert(entry(
+        gus(&cast),
+        at(104),
+        Operation::NoticeAcked { notice: notice(1) },
+    ));
+    assert_eq!(
+        s.delivered(&notice(1)),
+        Some(Delivery { acked: 2, total: 4 })
+    );
+    assert_eq!(s.not_acked(&notice(1)).count(), 2);
+    // Ack from an outsider does not count.
+    let r = s.insert(entry(
+        cast.outsiders[0].author(0),
+        at(105),
+        Operation::NoticeAcked { notice: notice(1) },
+    ));
+    assert_eq!(r, Outcome::Rejected(Reason::NotAMember));
+    // Cancel is sticky against a later change.
+    s.insert(entry(
+        fatou(&cast),
+        at(110),
+        Operation::NoticeCancelled { notice: notice(1) },
+    ));
+    s.insert(entry(
+        fatou(&cast),
+        at(111),
+        Operation::NoticeChanged {
+            notice: notice(1),
+            content: notice_content("Back on", false),
+        },
+    ));
+    let n = s.notice(&notice(1)).unwrap();
+    assert!(n.cancelled.is_some());
+    assert_eq!(n.content.title, "Back on");
+    assert_eq!(s.current_notices(0).len(), 0);
+    assert_eq!(s.delivered(&notice(9)), None);
+}
+
+#[test]
+fn removed_members_drop_out_of_delivery_counts() {
+    let (cast, mut s) = committee();
+    s.insert(entry(
+        dana(&cast),
+        at(100),
+        Operation::NoticePosted {
+            notice: notice(1),
+            content: notice_content("Now", true),
+        },
+    ));
+    s.insert(entry(
+        gus(&cast),
+        at(101),
+        Operation::NoticeAcked { notice: notice(1) },
+    ));
+    assert_eq!(
+        s.delivered(&notice(1)),
+        Some(Delivery { acked: 1, total: 4 })
+    );
+    s.insert(entry(
+        dana(&cast),
+        at(102),
+        Operation::MemberRemoved {
+            member: cast.members[2].identity,
+        },
+    ));
+    assert_eq!(
+        s.delivered(&notice(1)),
+        Some(Delivery { acked: 0, total: 3 })
+    );
+}
+
+#[test]
+fn organizer_cannot_send_urgent_notices_or_touch_others_notices() {
+    let (cast, mut s) = committee();
+    let urgent = Operation::NoticePosted {
+        notice: notice(1),
+        content: notice_content("Now!", true),
+    };
+    assert_eq!(
+        s.insert(entry(fatou(&cast), at(100), urgent.clone())),
+        Outcome::Rejected(Reason::AdminOnly("send an urgent notice"))
+    );
+    assert!(s.notice(&notice(1)).is_none());
+    assert_eq!(
+        s.insert(entry(eli(&cast), at(101), urgent)),
+        Outcome::Applied
+    );
+    // Fatou may not downgrade, change or cancel Eli's notice.
+    let r = s.insert(entry(
+        fatou(&cast),
+        at(102),
+        Operation::NoticeChanged {
+            notice: notice(1),
+            content: notice_content("x", false),
+        },
+    ));
+    assert_eq!(r, Outcome::Rejected(Reason::NotTheirOwn("change notices")));
+    let r = s.insert(entry(
+        fatou(&cast),
+        at(103),
+        Operation::NoticeCancelled { notice: notice(1) },
+    ));
+    assert_eq!(r, Outcome::Rejected(Reason::NotTheirOwn("cancel notices")));
+    // An organizer may not upgrade their own notice to urgent either.
+    s.insert(entry(
+        fatou(&cast),
+        at(104),
+        Operation::NoticePosted {
+            notice: notice(2),
+            content: notice_content("a", false),
+        },
+    ));
+    let r = s.insert(entry(
+        fatou(&cast),
+        at(105),
+        Operation::NoticeChanged {
+            notice: notice(2),
+            content: notice_content("a", true),
+        },
+    ));
+    assert_eq!(
+        r,
+        Outcome::Rejected(Reason::AdminOnly("send an urgent notice"))
+    );
+    // Admins may cancel anyone's notice.
+    assert_eq!(
+        s.insert(entry(
+            dana(&cast),
+            at(106),
+            Operation::NoticeCancelled { notice: notice(2) }
+        )),
+        Outcome::Applied
+    );
+    let r = s.insert(entry(
+        fatou(&cast),
+        at(107),
+        Operation::NoticeCancelled { notice: notice(5) },
+    ));
+    assert_eq!(r, Outcome::Rejected(Reason::UnknownNotice));
+}
+
+#[test]
+fn admin_only_operations_are_refused_to_organizers() {
+    let (cast, mut s) = committee();
+    let ops = [
+        Operation::MemberAdded {
+            member: identity(50),
+            name: "X".into(),
+            role: Role::Admin,
+        },
+        Operation::MemberRemoved {
+            member: cast.members[0].identity,
+        },
+        Operation::RoleChanged {
+            member: cast.members[1].identity,
+            role: Role::Admin,
+        },
+        Operation::EpochKeyDelivered {
+            epoch: 1,
+            deliveries: vec![],
+        },
+        Operation::GroupNamed {
+            name: "mine".into(),
+        },
+        Operation::CampaignSet {
+            headcount: 10,
+            target_percent: 60,
+        },
+        Operation::DeviceRevoked {
+            device: cast.founder.devices[1],
+        },
+    ];
+    let h = s.state_hash();
+    for (i, op) in ops.into_iter().enumerate() {
+        let r = s.insert(entry(fatou(&cast), at(100 + i as u64), op));
+        assert!(
+            matches!(r, Outcome::Rejected(reason) if reason.is_authorization()),
+            "{r:?}"
+        );
+    }
+    assert_eq!(s.state_hash(), h);
+    assert_eq!(s.rejected().count(), 7);
+}
+
+#[test]
+fn members_are_added_removed_readded_and_change_roles() {
+    let (cast, mut s) = committee();
+    let fatou_id = cast.members[1].identity;
+    s.insert(entry(
+        eli(&cast),
+        at(100),
+        Operation::RoleChanged {
+            member: fatou_id,
+            role: Role::Admin,
+        },
+    ));
+    assert_eq!(s.member(&fatou_id).unwrap().role, Role::Admin);
+    s.insert(entry(
+        eli(&cast),
+        at(101),
+        Operation::MemberRemoved { member: fatou_id },
+    ));
+    assert!(!s.is_member(&fatou_id));
+    assert!(s.member(&fatou_id).unwrap().removed.is_some());
+    // Her entries after removal do not count; her devices leave the current set.
+    let r = s.insert(entry(fatou(&cast), at(102), note(1, "x")));
+    assert_eq!(r, Outcome::Rejected(Reason::NotAMember));
+    assert!(s.current_devices().all(|d| d.identity != fatou_id));
+    assert_eq!(
+        s.insert(entry(
+            eli(&cast),
+            at(103),
+            Operation::RoleChanged {
+                member: fatou_id,
+                role: Role::Organizer
+            }
+        )),
+        Outcome::Rejected(Reason::TargetNotAMember)
+    );
+    // Re-added: writes again with her still-linked device.
+    s.insert(entry(
+        eli(&cast),
+        at(104),
+        Operation::MemberAdded {
+            member: fatou_id,
+            name: "Fatou D".into(),
+            role: Role::Organizer,
+        },
+    ));
+    assert!(s.is_member(&fatou_id));
+    assert_eq!(
+        s.insert(entry(fatou(&cast), at(105), note(1, "back"))),
+        Outcome::Applied
+    );
+    assert_eq!(s.member(&fatou_id).unwrap().name, "Fatou D");
+}
+
+#[test]
+fn an_entry_written_before_removal_still_counts_when_it_arrives_late() {
+    let (cast, mut s) = committee();
+    s.insert(entry(
+        eli(&cast),
+        at(200),
+        Operation::MemberRemoved {
+            member: cast.members[1].identity,
+        },
+    ));
+    assert_eq!(
+        s.insert(entry(fatou(&cast), at(150), note(1, "before"))),
+        Outcome::Applied
+    );
+    assert_eq!(s.notes(&contact(1)).count(), 1);
+}
+
+#[test]
+fn non_members_stray_devices_and_revoked_devices_are_rejected() {
+    let (cast, mut s) = committee();
+    let r = s.insert(entry(cast.outsiders[0].author(0), at(100), note(1, "x")));
+    assert_eq!(r, Outcome::Rejected(Reason::NotAMember));
+    let r = s.insert(entry(cast.stray_device, at(101), note(1, "x")));
+    assert_eq!(r, Outcome::Rejected(Reason::DeviceNotLinked));
+    // Another member's device signing for Fatou.
+    let r = s.insert(entry(
+        Author {
+            identity: cast.members[1].identity,
+            device: cast.members[2].devices[0],
+        },
+        at(102),
+        note(1, "x"),
+    ));
+    assert_eq!(r, Outcome::Rejected(Reason::DeviceNotLinked));
+    // Dana revokes her own second device; it can no longer write or re-link itself.
+    let second = cast.founder.author(1);
+    assert_eq!(
+        s.insert(entry(
+            dana(&cast),
+            at(103),
+            Operation::DeviceRevoked {
+                device: second.device
+            }
+        )),
+        Outcome::Applied
+    );
+    assert!(s.device(&second.device).unwrap().revoked.is_some());
+    assert_eq!(
+        s.insert(entry(second, at(104), note(1, "x"))),
+        Outcome::Rejected(Reason::DeviceRevoked)
+    );
+    let relink = Operation::DeviceLinked {
+        cert: cert(second.identity, second.device, "again"),
+    };
+    assert_eq!(
+        s.insert(entry(second, at(105), relink.clone())),
+        Outcome::Rejected(Reason::DeviceRevoked)
+    );
+    assert_eq!(
+        s.insert(entry(dana(&cast), at(106), relink)),
+        Outcome::Rejected(Reason::DeviceWasRevoked)
+    );
+    assert!(s.current_devices().all(|d| d.device != second.device));
+    assert_eq!(s.notes(&contact(1)).count(), 0);
+}
+
+#[test]
+fn devices_link_themselves_and_organizers_manage_only_their_own() {
+    let (cast, mut s) = committee();
+    let fatou_id = cast.members[1].identity;
+    let new_dev = device(60, 0);
+    // A device introducing itself for its own identity.
+    let me = Author {
+        identity: fatou_id,
+        device: new_dev,
+    };
+    assert_eq!(
+        s.insert(entry(
+            me,
+            at(100),
+            Operation::DeviceLinked {
+                cert: cert(fatou_id, new_dev, "tablet")
+            }
+        )),
+        Outcome::Applied
+    );
+    assert!(s.may_write(&fatou_id, &new_dev));
+    assert_eq!(s.devices_of(&fatou_id).count(), 2);
+    // An unlinked device may not introduce a different device.
+    let other = device(61, 0);
+    let r = s.insert(entry(
+        Author {
+            identity: fatou_id,
+            device: other,
+        },
+        at(101),
+        Operation::DeviceLinked {
+            cert: cert(fatou_id, device(62, 0), "x"),
+        },
+    ));
+    assert_eq!(r, Outcome::Rejected(Reason::DeviceNotLinked));
+    // Fatou may not link or revoke Gus's devices; Eli (admin) may revoke them.
+    let gus_id = cast.members[2].identity;
+    let r = s.insert(entry(
+        fatou(&cast),
+        at(102),
+        Operation::DeviceLinked {
+            cert: cert(gus_id, device(63, 0), "x"),
+        },
+    ));
+    assert_eq!(r, Outcome::Rejected(Reason::NotTheirOwn("link devices")));
+    let r = s.insert(entry(
+        fatou(&cast),
+        at(103),
+        Operation::DeviceRevoked {
+            device: cast.members[2].devices[0],
+        },
+    ));
+    assert_eq!(r, Outcome::Rejected(Reason::NotTheirOwn("revoke devices")));
+    assert_eq!(
+        s.insert(entry(
+            fatou(&cast),
+            at(104),
+            Operation::DeviceRevoked { device: new_dev }
+        )),
+        Outcome::Applied
+    );
+    assert_eq!(
+        s.insert(entry(
+            eli(&cast),
+            at(105),
+            Operation::DeviceRevoked {
+                device: cast.members[2].devices[0]
+            }
+        )),
+        Outcome::Applied
+    );
+    // Unknown device; device of another member; linking for a non-member.
+    let r = s.insert(entry(
+        eli(&cast),
+        at(106),
+        Operation::DeviceRevoked {
+            device: device(70, 0),
+        },
+    ));
+    assert_eq!(r, Outcome::Rejected(Reason::UnknownDevice));
+    let r = s.insert(entry(
+        eli(&cast),
+        at(107),
+        Operation::DeviceLinked {
+            cert: cert(gus_id, cast.founder.devices[0], "x"),
+        },
+    ));
+    assert_eq!(r, Outcome::Rejected(Reason::DeviceOfAnotherMember));
+    let r = s.insert(entry(
+        eli(&cast),
+        at(108),
+        Operation::DeviceLinked {
+            cert: cert(identity(70), device(70, 0), "x"),
+        },
+    ));
+    assert_eq!(r, Outcome::Rejected(Reason::TargetNotAMember));
+    // Relinking a device updates its certificate.
+    let r = s.insert(entry(
+        dana(&cast),
+        at(109),
+        Operation::DeviceLinked {
+            cert: cert(cast.founder.identity, cast.founder.devices[0], "old phone"),
+        },
+    ));
+    assert_eq!(r, Outcome::Applied);
+    assert_eq!(
+        s.device(&cast.founder.devices[0]).unwrap().cert.label,
+        "old phone"
+    );
+}
+
+#[test]
+fn epochs_track_admin_deliveries() {
+    let (cast, mut s) = committee();
+    let deliver = |epoch, devs: &[caucus_proto::DeviceKey]| Operation::EpochKeyDelivered {
+        epoch,
+        deliveries: devs
+            .iter()
+            .map(|d| KeyDelivery {
+                device: *d,
+                sealed: vec![1; 48],
+            })
+            .collect(),
+    };
+    let devs: Vec<_> = s.current_devices().map(|c| c.device).collect();
+    assert_eq!(
+        s.insert(entry(dana(&cast), at(100), deliver(1, &devs))),
+        Outcome::Applied
+    );
+    assert_eq!(
+        s.insert(entry(eli(&cast), at(100), deliver(1, &devs[..2]))),
+        Outcome::Applied
+    );
+    assert_eq!(
+        s.insert(entry(eli(&cast), at(110), deliver(2, &devs))),
+        Outcome::Applied
+    );
+    assert!(matches!(
+        s.insert(entry(fatou(&cast), at(120), deliver(9, &devs))),
+        Outcome::Rejected(Reason::AdminOnly(_))
+    ));
+    assert_eq!(s.current_epoch(), 2);
+    let e1 = &s.epoch_deliveries()[&1];
+    assert_eq!(e1.len(), 2);
+    assert_eq!(
+        e1[0].devices().count() + e1[1].devices().count(),
+        devs.len() + 2
+    );
+}
+
+#[test]
+fn group_name_and_campaign_are_last_writer_wins() {
+    let (cast, mut s) = committee();
+    s.insert(entry(
+        eli(&cast),
+        at(110),
+        Operation::GroupNamed { name: "B".into() },
+    ));
+    s.insert(entry(
+        dana(&cast),
+        at(100),
+        Operation::GroupNamed { name: "A".into() },
+    ));
+    assert_eq!(s.group_name(), Some("B"));
+    s.insert(entry(
+        dana(&cast),
+        at(100),
+        Operation::CampaignSet {
+            headcount: 400,
+            target_percent: 70,
+        },
+    ));
+    s.insert(entry(
+        eli(&cast),
+        at(101),
+        Operation::CampaignSet {
+            headcount: 500,
+            target_percent: 65,
+        },
+    ));
+    assert_eq!(
+        s.campaign(),
+        Some(Campaign {
+            headcount: 500,
+            target_percent: 65
+        })
+    );
+}
+
+/// Contacts 1..=6 over two departments and shifts with various ratings.
+fn populated() -> (Cast, State) {
+    let (cast, mut s) = committee();
+    /// Name, department, shift, rating, job, assigned organizer.
+    type Row<'a> = (&'a str, &'a str, &'a str, Option<u8>, &'a str, &'a str);
+    let rows: [Row<'_>; 6] = [
+        ("Ana Ruiz", "Outbound", "Day", Some(1), "picker", "Fatou"),
+        ("ben okafor", "Outbound", "Night", Some(2), "stower", "Gus"),
+        ("Chloé", "Outbound", "Night", Some(5), "picker", "Gus"),
+        ("Dmitri", "Inbound", "Day", Some(3), "forklift", ""),
+        ("Eve", "Inbound", "Day", None, "picker", "Fatou"),
+        ("Ana Ruiz", "Inbound", "Night", Some(2), "stower", ""),
+    ];
+    for (i, (n, d, sh, r, job, who)) in rows.into_iter().enumerate() {
+        let mut fields = vec![
+            name(n),
+            ContactField::Department(d.into()),
+            ContactField::Shift(sh.into()),
+            ContactField::Job(job.into()),
+            ContactField::AssignedTo(who.into()),
+        ];
+        if let Some(r) = r {
+            fields.push(ContactField::Rating(rating(r)));
+        }
+        s.insert(entry(
+            fatou(&cast),
+            at(100 + i as u64),
+            set(i as u8 + 1, fields),
+        ));
+    }
+    s.insert(entry(
+        gus(&cast),
+        at(120),
+        set(
+            2,
+            vec![ContactField::Tag {
+                tag: "Signed Card".into(),
+                on: true,
+            }],
+        ),
+    ));
+    s.insert(entry(
+        gus(&cast),
+        at(121),
+        note(4, "Talks about the HEAT in the trailers"),
+    ));
+    (cast, s)
+}
+
+#[test]
+fn workplace_map_counts_by_department_shift_and_rating() {
+    let (cast, mut s) = populated();
+    let m = s.workplace_map();
+    assert_eq!(m.cell("Outbound", "Night").get(rating(2)), 1);
+    assert_eq!(m.cell("Outbound", "Night").get(rating(5)), 1);
+    assert_eq!(m.cell("Inbound", "Day").unrated, 1);
+    assert_eq!(m.cell("Inbound", "Day").total(), 2);
+    assert_eq!(m.cell("Nowhere", "Day").total(), 0);
+    assert_eq!(m.by_department["Outbound"].total(), 3);
+    assert_eq!(m.by_department["Outbound"].supportive(), 2);
+    assert_eq!(m.by_shift["Night"].total(), 3);
+    assert_eq!(m.total.total(), 6);
+    assert_eq!(m.total.rated(), 5);
+    assert_eq!(m.total.supportive(), 3);
+    s.insert(entry(
+        fatou(&cast),
+        at(200),
+        Operation::ContactRemoved {
+            contact: contact(1),
+        },
+    ));
+    assert_eq!(s.workplace_map().total.supportive(), 2);
+}
+
+#[test]
+fn support_share_uses_headcount_or_says_it_used_contacts() {
+    let (cast, mut s) = populated();
+    let share = s.support_share();
+    assert_eq!(share.supportive, 3);
+    assert_eq!(share.base, ShareBase::Contacts(6));
+    assert_eq!(share.target_percent, None);
+    assert_eq!(share.target_met(), None);
+    assert!((share.percent() - 50.0).abs() < 1e-9);
+    s.insert(entry(
+        dana(&cast),
+        at(200),
+        Operation::CampaignSet {
+            headcount: 5,
+            target_percent: 60,
+        },
+    ));
+    let share = s.support_share();
+    assert_eq!(share.base, ShareBase::Headcount(5));
+    assert_eq!(share.target_met(), Some(true));
+    assert_eq!(share.still_needed(), Some(0));
+    s.insert(entry(
+        dana(&cast),
+        at(201),
+        Operation::CampaignSet {
+            headcount: 10,
+            target_percent: 70,
+        },
+    ));
+    let share = s.support_share();
+    assert_eq!(share.target_met(), Some(false));
+    assert_eq!(share.still_needed(), Some(4));
+    s.insert(entry(
+        dana(&cast),
+        at(202),
+        Operation::CampaignSet {
+            headcount: 0,
+            target_percent: 50,
+        },
+    ));
+    let share = s.support_share();
+    assert_eq!(share.base, ShareBase::Contacts(6));
+    assert_eq!(share.target_met(), Some(true));
+    assert_eq!(State::new(identity(1)).support_share().percent(), 0.0);
+}
+
+#[test]
+fn contact_listing_filters_and_orders_by_name_then_id() {
+    let (_, s) = populated();
+    let names = |f: ContactFilter| -> Vec<(String, u8)> {
+        s.list_contacts(&f)
+            .iter()
+            .map(|c| (c.name.clone(), c.id.0[0]))
+            .collect()
+    };
+    let all = names(ContactFilter::all());
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[0], ("Ana Ruiz".into(), 1));
+    assert_eq!(all[1], ("Ana Ruiz".into(), 6));
+    assert_eq!(all[2].0, "ben okafor");
+    assert_eq!(names(ContactFilter::all().department("outbound")).len(), 3);
+    assert_eq!(
+        names(ContactFilter::all().department("outbound").shift("NIGHT")).len(),
+        2
+    );
+    assert_eq!(
+        names(ContactFilter::all().rating(RatingFilter::Is(rating(2)))).len(),
+        2
+    );
+    assert_eq!(
+        names(ContactFilter::all().rating(RatingFilter::Unrated)),
+        vec![("Eve".into(), 5)]
+    );
+    assert_eq!(
+        names(ContactFilter::all().rating(RatingFilter::Supportive)).len(),
+        3
+    );
+    assert_eq!(
+        names(ContactFilter::all().tag("signed card")),
+        vec![("ben okafor".into(), 2)]
+    );
+    assert_eq!(names(ContactFilter::all().assignee("gus")).len(), 2);
+    assert_eq!(
+        names(ContactFilter::all().text("heat")),
+        vec![("Dmitri".into(), 4)]
+    );
+    assert_eq!(names(ContactFilter::all().text("PICK")).len(), 3);
+    assert_eq!(names(ContactFilter::all().text("chlo")).len(), 1);
+    assert_eq!(
+        names(ContactFilter::all().department("Inbound").text("ana")),
+        vec![("Ana Ruiz".into(), 6)]
+    );
+}
+
+#[test]
+fn duplicates_are_reported_and_change_nothing() {
+    let (cast, mut s) = committee();
+    let e = entry(fatou(&cast), at(100), note(1, "x"));
+    assert_eq!(s.insert(e.clone()), Outcome::Applied);
+    let h = s.state_hash();
+    assert_eq!(s.insert(e.clone()), Outcome::Duplicate);
+    assert_eq!(s.extend([e.clone(), e.clone()]), 0);
+    assert_eq!(s.state_hash(), h);
+    assert_eq!(s.status(&e.id), Some(Outcome::Applied));
+    assert!(s.contains(&e.id));
+}
+
+#[test]
+fn a_late_member_added_makes_earlier_rejected_entries_count() {
+    let (cast, _) = committee();
+    let newcomer = identity(40);
+    let dev = device(40, 0);
+    let me = Author {
+        identity: newcomer,
+        device: dev,
+    };
+    let mut s = State::from_entries(cast.founder.identity, cast.setup());
+    let link = entry(
+        me,
+        at(101),
+        Operation::DeviceLinked {
+            cert: cert(newcomer, dev, "phone"),
+        },
+    );
+    let n = entry(me, at(102), note(1, "hello"));
+    assert_eq!(
+        s.insert(link.clone()),
+        Outcome::Rejected(Reason::NotAMember)
+    );
+    assert_eq!(s.insert(n.clone()), Outcome::Rejected(Reason::NotAMember));
+    s.insert(entry(
+        dana(&cast),
+        at(100),
+        Operation::MemberAdded {
+            member: newcomer,
+            name: "New".into(),
+            role: Role::Organizer,
+        },
+    ));
+    assert_eq!(s.status(&link.id), Some(Outcome::Applied));
+    assert_eq!(s.status(&n.id), Some(Outcome::Applied));
+    assert_eq!(s.rejected().count(), 0);
+    assert_eq!(s.notes(&contact(1)).count(), 1);
+}
+
+#[test]
+fn extend_in_order_applies_only_the_tail() {
+    let (cast, mut s) = committee();
+    s.extend([
+        entry(fatou(&cast), at(100), note(1, "a")),
+        entry(fatou(&cast), at(101), note(1, "b")),
+    ]);
+    assert_eq!(s.refolds(), 0);
+    s.extend([entry(fatou(&cast), at(50), note(1, "c"))]);
+    assert_eq!(s.refolds(), 1);
+    assert_eq!(s.notes(&contact(1)).count(), 3);
+}
+
+#[test]
+fn invalid_operations_are_rejected() {
+    let (cast, mut s) = committee();
+    let r = s.insert(entry(
+        dana(&cast),
+        at(100),
+        Operation::CampaignSet {
+            headcount: 1,
+            target_percent: 101,
+        },
+    ));
+    assert!(matches!(r, Outcome::Rejected(Reason::Invalid(_))));
+    let r = s.insert(entry(
+        dana(&cast),
+        at(101),
+        Operation::ContactSet {
+            contact: contact(1),
+            fields: vec![],
+        },
+    ));
+    assert!(matches!(r, Outcome::Rejected(Reason::Invalid(_))));
+}
+
+#[test]
+fn state_hash_changes_with_the_state() {
+    let (cast, mut s) = committee();
+    let h0 = s.state_hash();
+    s.insert(entry(fatou(&cast), at(100), set(1, vec![name("A")])));
+    let h1 = s.state_hash();
+    assert_ne!(h0, h1);
+    s.insert(entry(fatou(&cast), at(101), set(1, vec![name("B")])));
+    assert_ne!(h1, s.state_hash());
+    // Rejected entries do not change the hash.
+    let h2 = s.state_hash();
+    s.insert(entry(cast.outsiders[0].author(0), at(102), note(1, "x")));
+    assert_eq!(h2, s.state_hash());
+}

@@ -1,0 +1,138 @@
+//! Properties over random sets of entries from a small committee (see [`crate::testing`]):
+//! the state depends only on the set, partitions converge, no authorized note is lost.
+
+use crate::testing::Cast;
+use crate::{OpenedEntry, Outcome, State};
+use caucus_proto::Operation;
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+
+const CASES: u32 = 1_000;
+
+fn cast() -> Cast {
+    Cast::new(1, 3)
+}
+
+/// The setup plus up to 40 random entries with membership churn, and the same entries
+/// shuffled with some of them repeated.
+fn entries_and_shuffled_copy() -> impl Strategy<Value = (Vec<OpenedEntry>, Vec<OpenedEntry>)> {
+    cast().arb_entries(0..40, true).prop_flat_map(|entries| {
+        let n = entries.len();
+        let dups = proptest::collection::vec(0..n, 0..10);
+        (Just(entries.clone()), dups).prop_flat_map(|(entries, dups)| {
+            let mut copy = entries.clone();
+            copy.extend(dups.into_iter().map(|i| entries[i].clone()));
+            (Just(entries), Just(copy).prop_shuffle())
+        })
+    })
+}
+
+fn rejected_ids(s: &State) -> Vec<(caucus_proto::EntryId, crate::Reason)> {
+    s.rejected().map(|r| (r.id, r.reason)).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// Any permutation, any duplication, folded at once or inserted one by one: the
+    /// same state hash, the same rejections.
+    #[test]
+    fn any_order_and_duplication_gives_the_same_state((entries, shuffled) in entries_and_shuffled_copy()) {
+        let founder = cast().founder.identity;
+        let reference = State::from_entries(founder, entries.iter().cloned());
+        let batch = State::from_entries(founder, shuffled.iter().cloned());
+        let mut one_by_one = State::new(founder);
+        let mut duplicates = 0;
+        for e in shuffled.iter().cloned() {
+            if one_by_one.insert(e) == Outcome::Duplicate {
+                duplicates += 1;
+            }
+        }
+        let distinct: BTreeSet<_> = entries.iter().map(|e| e.id).collect();
+        prop_assert_eq!(duplicates, shuffled.len() - distinct.len());
+        prop_assert_eq!(reference.len(), distinct.len());
+        prop_assert_eq!(reference.state_hash(), batch.state_hash());
+        prop_assert_eq!(reference.state_hash(), one_by_one.state_hash());
+        prop_assert_eq!(rejected_ids(&reference), rejected_ids(&one_by_one));
+        // Every entry's reported status agrees with the rejection list.
+        for e in &entries {
+            let rejected = reference.rejected().any(|r| r.id == e.id);
+            prop_assert_eq!(reference.status(&e.id) == Some(Outcome::Applied), !rejected);
+        }
+    }
+
+    /// Two replicas each fold part of the entries (some entries reach both), then each
+    /// merges the other's, one by one or in a batch: both end equal to the union.
+    #[test]
+    fn partitions_converge_to_the_union(
+        (entries, sides, order) in cast().arb_entries(0..40, true).prop_flat_map(|entries| {
+            let n = entries.len();
+            (
+                Just(entries),
+                proptest::collection::vec(0u8..3, n),
+                Just((0..n).collect::<Vec<_>>()).prop_shuffle(),
+            )
+        })
+    ) {
+        let founder = cast().founder.identity;
+        let side = |want: u8| -> Vec<OpenedEntry> {
+            entries.iter().zip(&sides).filter(|(_, s)| **s == want || **s == 2).map(|(e, _)| e.clone()).collect()
+        };
+        let (a_only, b_only) = (side(0), side(1));
+        let mut a = State::from_entries(founder, a_only.clone());
+        let mut b = State::from_entries(founder, b_only.clone());
+        // A hears B's entries one at a time, in a random order (gossip).
+        for i in &order {
+            if sides[*i] == 1 {
+                a.insert(entries[*i].clone());
+            }
+        }
+        // B catches up in one batch (sync).
+        b.extend(a_only);
+        let union = State::from_entries(founder, entries.iter().cloned());
+        prop_assert_eq!(a.state_hash(), union.state_hash());
+        prop_assert_eq!(b.state_hash(), union.state_hash());
+        prop_assert_eq!(rejected_ids(&a), rejected_ids(&union));
+        prop_assert_eq!(rejected_ids(&b), rejected_ids(&union));
+    }
+
+    /// With membership churn: every note not rejected for who wrote it is in the state,
+    /// removed contacts included, and a note is only ever rejected for who wrote it.
+    #[test]
+    fn no_authorized_note_is_dropped(entries in cast().arb_entries(0..40, true)) {
+        let s = State::from_entries(cast().founder.identity, entries.iter().cloned());
+        let kept: BTreeSet<_> = s.all_notes().map(|n| n.entry).collect();
+        for e in &entries {
+            if let Operation::NoteAdded { contact, note } = &e.op {
+                match s.status(&e.id) {
+                    Some(Outcome::Applied) => {
+                        prop_assert!(kept.contains(&e.id));
+                        prop_assert!(s.notes(contact).any(|n| n.entry == e.id && n.text == note.text));
+                    }
+                    Some(Outcome::Rejected(reason)) => {
+                        prop_assert!(reason.is_authorization(), "{:?}", reason);
+                        prop_assert!(!s.may_write(&e.author.identity, &e.author.device) || !kept.contains(&e.id));
+                    }
+                    other => prop_assert!(false, "unexpected status {:?}", other),
+                }
+            }
+        }
+        // Removed contacts never show up in listings.
+        prop_assert!(s.list_contacts(&crate::ContactFilter::all()).iter().all(|c| !c.is_removed()));
+    }
+
+    /// Without membership churn every note from a member's linked device is kept, whatever
+    /// edits and removals race it; notes from outsiders and stray devices never are.
+    #[test]
+    fn every_note_from_a_linked_device_is_kept(entries in cast().arb_entries(0..40, false)) {
+        let cast = cast();
+        let linked: BTreeSet<_> = cast.linked_authors().into_iter().collect();
+        let s = State::from_entries(cast.founder.identity, entries.iter().cloned());
+        let kept: BTreeSet<_> = s.all_notes().map(|n| n.entry).collect();
+        for e in &entries {
+            if matches!(e.op, Operation::NoteAdded { .. }) {
+                prop_assert_eq!(kept.contains(&e.id), linked.contains(&e.author));
+            }
+        }
+    }
+}
