@@ -7,7 +7,7 @@
 //! writer wins" is simply "the later `apply` overwrites". Nothing here looks at the
 //! wall clock; the whole module is a pure function of the ordered entries.
 
-use crate::entry::OpenedEntry;
+use crate::entry::{FoldKey, OpenedEntry};
 use crate::outcome::{Reason, Rejection};
 use crate::records::{
     Campaign, Contact, Device, EpochDelivery, Followup, Member, NoteKey, NoteRecord, Notice, Stamp,
@@ -33,6 +33,9 @@ pub(crate) struct View {
     pub(crate) campaign: Option<Campaign>,
     /// Diagnostics only; not part of the state hash.
     pub(crate) rejected: BTreeMap<EntryId, Rejection>,
+    /// The greatest fold key of an applied entry that changed who may write (member
+    /// added, removed or re-roled, device linked or revoked).
+    pub(crate) last_authority_change: Option<FoldKey>,
 }
 
 impl View {
@@ -60,12 +63,41 @@ impl View {
             group_name: None,
             campaign: None,
             rejected: BTreeMap::new(),
+            last_authority_change: None,
         }
+    }
+
+    /// Whether `e` may be applied now although entries after it in the fold order have
+    /// been applied already, with the same result as folding everything again.
+    ///
+    /// True for notes, acknowledgements and contact field edits when no entry after `e`
+    /// changed who may write: then the authorization of `e` is the same now as at its
+    /// place in the order, no other entry's outcome depends on `e`, and its merge is
+    /// order-free (notes and acks are sets; contact fields compare fold keys).
+    pub(crate) fn can_apply_late(&self, e: &OpenedEntry) -> bool {
+        matches!(
+            e.op,
+            Operation::NoteAdded { .. }
+                | Operation::NoticeAcked { .. }
+                | Operation::ContactSet { .. }
+        ) && self.last_authority_change.is_none_or(|k| k < e.fold_key())
     }
 
     /// Applies one entry, or records why it has no effect.
     pub(crate) fn apply(&mut self, e: &OpenedEntry) -> Result<(), Reason> {
         let result = self.check(e).and_then(|role| self.apply_checked(e, role));
+        if result.is_ok()
+            && matches!(
+                e.op,
+                Operation::MemberAdded { .. }
+                    | Operation::MemberRemoved { .. }
+                    | Operation::RoleChanged { .. }
+                    | Operation::DeviceLinked { .. }
+                    | Operation::DeviceRevoked { .. }
+            )
+        {
+            self.last_authority_change = self.last_authority_change.max(Some(e.fold_key()));
+        }
         if let Err(reason) = result {
             self.rejected.insert(
                 e.id,
@@ -122,9 +154,13 @@ impl View {
     }
 
     fn contact_mut(&mut self, id: ContactId, hlc: Hlc) -> &mut Contact {
-        self.contacts
+        let c = self
+            .contacts
             .entry(id)
-            .or_insert_with(|| Contact::new(id, hlc))
+            .or_insert_with(|| Contact::new(id, hlc));
+        // The first entry in fold order has the smallest clock, also when applied late.
+        c.first_seen = c.first_seen.min(hlc);
+        c
     }
 
     fn current_member(&self, who: &IdentityKey) -> bool {
@@ -143,19 +179,44 @@ impl View {
         };
         match &e.op {
             Operation::ContactSet { contact, fields } => {
+                let key = e.fold_key();
                 let c = self.contact_mut(*contact, e.hlc);
+                // Each field is its own register: written only by a greater (or the same)
+                // fold key, so an edit applied late never overwrites a newer one.
+                fn lww<T: Clone>(
+                    value: &mut T,
+                    stamp: &mut Option<FoldKey>,
+                    key: FoldKey,
+                    new: &T,
+                ) {
+                    if Some(key) >= *stamp {
+                        value.clone_from(new);
+                        *stamp = Some(key);
+                    }
+                }
+                let st = &mut c.stamps;
                 for f in fields {
                     match f {
-                        ContactField::Name(s) => c.name.clone_from(s),
-                        ContactField::Department(s) => c.department.clone_from(s),
-                        ContactField::Shift(s) => c.shift.clone_from(s),
-                        ContactField::Job(s) => c.job.clone_from(s),
-                        ContactField::Handle(s) => c.handle.clone_from(s),
-                        ContactField::Rating(r) => c.rating = Some(*r),
-                        ContactField::Tag { tag, on } => {
-                            c.tags.insert(tag.clone(), *on);
+                        ContactField::Name(s) => lww(&mut c.name, &mut st.name, key, s),
+                        ContactField::Department(s) => {
+                            lww(&mut c.department, &mut st.department, key, s);
                         }
-                        ContactField::AssignedTo(s) => c.assigned_to.clone_from(s),
+                        ContactField::Shift(s) => lww(&mut c.shift, &mut st.shift, key, s),
+                        ContactField::Job(s) => lww(&mut c.job, &mut st.job, key, s),
+                        ContactField::Handle(s) => lww(&mut c.handle, &mut st.handle, key, s),
+                        ContactField::Rating(r) => {
+                            lww(&mut c.rating, &mut st.rating, key, &Some(*r));
+                        }
+                        ContactField::Tag { tag, on } => {
+                            let stamp = st.tags.get(tag).copied();
+                            if Some(key) >= stamp {
+                                c.tags.insert(tag.clone(), *on);
+                                st.tags.insert(tag.clone(), key);
+                            }
+                        }
+                        ContactField::AssignedTo(s) => {
+                            lww(&mut c.assigned_to, &mut st.assigned_to, key, s);
+                        }
                     }
                 }
             }
@@ -251,7 +312,12 @@ impl View {
                 n.cancelled.get_or_insert(Self::stamp(e));
             }
             Operation::NoticeAcked { notice } => {
-                let n = self.notices.get_mut(notice).ok_or(Reason::UnknownNotice)?;
+                let n = self
+                    .notices
+                    .get_mut(notice)
+                    // Posted after this ack in the fold order (possible when applied late).
+                    .filter(|n| n.posted.fold_key() < e.fold_key())
+                    .ok_or(Reason::UnknownNotice)?;
                 n.acks.insert(e.author.identity);
             }
             Operation::MemberAdded { member, name, role } => {

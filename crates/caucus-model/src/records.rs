@@ -5,6 +5,7 @@
 //! is a `BTreeMap` or `BTreeSet` so iteration order, and therefore the state hash, is
 //! canonical.
 
+use crate::entry::FoldKey;
 use caucus_proto::{
     Author, ContactId, Day, DeviceCert, DeviceKey, EntryId, FollowupId, Hlc, IdentityKey,
     KeyDelivery, NoticeContent, NoticeId, Rating, Role,
@@ -22,6 +23,17 @@ pub struct Stamp {
     pub by: Author,
     /// Its clock.
     pub hlc: Hlc,
+}
+
+impl Stamp {
+    /// The stamped entry's place in the fold order.
+    pub fn fold_key(&self) -> FoldKey {
+        FoldKey {
+            hlc: self.hlc,
+            device: self.by.device,
+            id: self.entry,
+        }
+    }
 }
 
 /// A worker the committee talks to.
@@ -54,6 +66,24 @@ pub struct Contact {
     pub removed: Option<Stamp>,
     /// Clock of the first entry that mentioned this contact.
     pub first_seen: Hlc,
+    /// Which entry last wrote each field (not part of the state hash: it follows from
+    /// the entries).
+    #[serde(skip)]
+    pub(crate) stamps: FieldStamps,
+}
+
+/// The fold key of the entry that last wrote each field of a contact, so that an entry
+/// arriving late can be merged without folding everything again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FieldStamps {
+    pub(crate) name: Option<FoldKey>,
+    pub(crate) department: Option<FoldKey>,
+    pub(crate) shift: Option<FoldKey>,
+    pub(crate) job: Option<FoldKey>,
+    pub(crate) handle: Option<FoldKey>,
+    pub(crate) rating: Option<FoldKey>,
+    pub(crate) assigned_to: Option<FoldKey>,
+    pub(crate) tags: BTreeMap<String, FoldKey>,
 }
 
 impl Contact {
@@ -70,6 +100,7 @@ impl Contact {
             assigned_to: String::new(),
             removed: None,
             first_seen,
+            stamps: FieldStamps::default(),
         }
     }
 

@@ -428,7 +428,7 @@ pub fn arb_content_op() -> BoxedStrategy<Operation> {
         1 => (followup_id, any::<bool>())
             .prop_map(|(followup, done)| Operation::FollowupDone { followup, done }),
         1 => contact_id.prop_map(|contact| Operation::ContactRemoved { contact }),
-        1 => (notice_id.clone(), content.clone())
+        2 => (notice_id.clone(), content.clone())
             .prop_map(|(notice, content)| Operation::NoticePosted { notice, content }),
         1 => (notice_id.clone(), content)
             .prop_map(|(notice, content)| Operation::NoticeChanged { notice, content }),

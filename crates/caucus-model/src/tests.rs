@@ -111,7 +111,11 @@ fn contact_fields_are_last_writer_wins_per_field() {
     assert_eq!(c.name, "Ana Ruiz");
     assert_eq!(c.shift, "Night");
     assert_eq!(c.rating, Some(rating(2)));
-    assert!(s.refolds() >= 1, "the late rename made the log fold again");
+    assert_eq!(
+        s.refolds(),
+        0,
+        "late contact edits merge without folding again"
+    );
 }
 
 #[test]
@@ -1134,6 +1138,62 @@ fn extend_in_order_applies_only_the_tail() {
     s.extend([entry(fatou(&cast), at(50), note(1, "c"))]);
     assert_eq!(s.refolds(), 1);
     assert_eq!(s.notes(&contact(1)).count(), 3);
+}
+
+#[test]
+fn late_entries_fold_again_only_when_authority_changed_after_them() {
+    let (cast, mut s) = committee();
+    s.insert(entry(fatou(&cast), at(100), note(1, "a")));
+    s.insert(entry(
+        dana(&cast),
+        at(101),
+        Operation::NoticePosted {
+            notice: notice(1),
+            content: notice_content("Now", true),
+        },
+    ));
+    s.insert(entry(gus(&cast), at(110), set(1, vec![name("Ana")])));
+    // Late note, ack and edit: merged in place.
+    s.insert(entry(gus(&cast), at(90), note(1, "b")));
+    s.insert(entry(
+        gus(&cast),
+        at(105),
+        Operation::NoticeAcked { notice: notice(1) },
+    ));
+    s.insert(entry(fatou(&cast), at(108), set(1, vec![name("old")])));
+    // An ack that sorts before its notice is unknown there, as in a full fold.
+    let early = s.insert(entry(
+        fatou(&cast),
+        at(95),
+        Operation::NoticeAcked { notice: notice(1) },
+    ));
+    assert_eq!(early, Outcome::Rejected(Reason::UnknownNotice));
+    assert_eq!(s.refolds(), 0);
+    assert_eq!(s.contact(&contact(1)).unwrap().name, "Ana");
+    assert_eq!(s.contact(&contact(1)).unwrap().first_seen, at(90));
+    // Fatou is removed at 200; her note at 150 must be judged with her membership then.
+    s.insert(entry(
+        eli(&cast),
+        at(200),
+        Operation::MemberRemoved {
+            member: cast.members[1].identity,
+        },
+    ));
+    assert_eq!(
+        s.insert(entry(fatou(&cast), at(150), note(1, "c"))),
+        Outcome::Applied
+    );
+    assert_eq!(s.refolds(), 1);
+    // Any other late operation folds again.
+    s.insert(entry(
+        dana(&cast),
+        at(160),
+        Operation::GroupNamed { name: "x".into() },
+    ));
+    assert_eq!(s.refolds(), 2);
+    let batch = State::from_entries(cast.founder.identity, s.entries().cloned());
+    assert_eq!(batch.state_hash(), s.state_hash());
+    assert_eq!(batch.rejected().count(), s.rejected().count());
 }
 
 #[test]

@@ -121,6 +121,58 @@ proptest! {
         prop_assert!(s.list_contacts(&crate::ContactFilter::all()).iter().all(|c| !c.is_removed()));
     }
 
+    /// The merge rules against independent oracles computed from the applied entries:
+    /// a name is the one set by the greatest fold key, a removal always wins, the acks of
+    /// a notice are exactly its acknowledgers, cancellation sticks.
+    #[test]
+    fn merge_rules_match_their_oracles(entries in cast().arb_entries(0..40, true)) {
+        use std::collections::BTreeMap;
+        let s = State::from_entries(cast().founder.identity, entries.iter().cloned());
+        let mut applied: Vec<&OpenedEntry> = entries
+            .iter()
+            .filter(|e| s.status(&e.id) == Some(Outcome::Applied))
+            .collect();
+        applied.sort_by_key(|e| e.fold_key());
+        applied.dedup_by_key(|e| e.id);
+        let mut names = BTreeMap::new();
+        let mut removed = BTreeSet::new();
+        let mut acks: BTreeMap<_, BTreeSet<_>> = BTreeMap::new();
+        let mut cancelled = BTreeSet::new();
+        for e in &applied {
+            match &e.op {
+                Operation::ContactSet { contact, fields } => {
+                    for f in fields {
+                        if let caucus_proto::ContactField::Name(n) = f {
+                            names.insert(*contact, n.clone());
+                        }
+                    }
+                }
+                Operation::ContactRemoved { contact } => {
+                    removed.insert(*contact);
+                }
+                Operation::NoticeAcked { notice } => {
+                    acks.entry(*notice).or_default().insert(e.author.identity);
+                }
+                Operation::NoticeCancelled { notice } => {
+                    cancelled.insert(*notice);
+                }
+                _ => {}
+            }
+        }
+        for c in s.contacts() {
+            prop_assert!(!removed.contains(&c.id));
+            prop_assert_eq!(names.get(&c.id).map_or("", String::as_str), c.name.as_str());
+        }
+        for c in &removed {
+            prop_assert!(s.contact(c).is_none());
+            prop_assert!(s.contact_any(c).is_some_and(|c| c.is_removed()));
+        }
+        for n in s.notices() {
+            prop_assert_eq!(&n.acks, &acks.get(&n.id).cloned().unwrap_or_default());
+            prop_assert_eq!(n.cancelled.is_some(), cancelled.contains(&n.id));
+        }
+    }
+
     /// Without membership churn every note from a member's linked device is kept, whatever
     /// edits and removals race it; notes from outsiders and stray devices never are.
     #[test]
