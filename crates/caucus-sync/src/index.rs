@@ -188,7 +188,9 @@ mod tests {
         assert_eq!(both, index.total());
         // An inverted range is empty, not a panic.
         assert_eq!(
-            index.summary(&IdRange::new(Bound::at(&mid), Bound::START)).count,
+            index
+                .summary(&IdRange::new(Bound::at(&mid), Bound::START))
+                .count,
             0
         );
     }

@@ -28,7 +28,9 @@
 
 use crate::fingerprint::{Accumulator, Bound, IdRange};
 use crate::index::EntryIndex;
-use crate::message::{MAX_RANGES_PER_MESSAGE, MAX_RECONCILE_BYTES, Mode, Range, WireBound, WireRange};
+use crate::message::{
+    MAX_RANGES_PER_MESSAGE, MAX_RECONCILE_BYTES, Mode, Range, WireBound, WireRange,
+};
 use caucus_proto::EntryId;
 
 /// Sub-ranges a mismatching range is split into.
@@ -197,7 +199,9 @@ pub(crate) fn respond<S: EntryIndex + ?Sized>(store: &S, ranges: Vec<Range>) -> 
         if stopped {
             // Past the cut, only take in what the peer told us we lack.
             if let Mode::Lacking(ids) = mode {
-                b.reply.need.extend(ids.into_iter().filter(|id| !store.contains(id)));
+                b.reply
+                    .need
+                    .extend(ids.into_iter().filter(|id| !store.contains(id)));
             }
             continue;
         }
@@ -205,7 +209,9 @@ pub(crate) fn respond<S: EntryIndex + ?Sized>(store: &S, ranges: Vec<Range>) -> 
         match mode {
             Mode::Skip => b.push(upper, Mode::Skip),
             Mode::Lacking(ids) => {
-                b.reply.need.extend(ids.into_iter().filter(|id| !store.contains(id)));
+                b.reply
+                    .need
+                    .extend(ids.into_iter().filter(|id| !store.contains(id)));
                 b.push(upper, Mode::Skip);
             }
             Mode::Fingerprint(theirs) => {
@@ -226,7 +232,9 @@ pub(crate) fn respond<S: EntryIndex + ?Sized>(store: &S, ranges: Vec<Range>) -> 
                     stopped = true;
                     continue;
                 }
-                b.reply.need.extend(theirs.iter().filter(|id| !store.contains(id)));
+                b.reply
+                    .need
+                    .extend(theirs.iter().filter(|id| !store.contains(id)));
                 // Room left for lacking ids, keeping space for a closing fingerprint range.
                 let room = REPLY_BUDGET_BYTES.saturating_sub(b.bytes + 2 + 32 + 1 + 3 + 17 + 40);
                 let max_lacking = (room / 32).max(1);

@@ -63,8 +63,8 @@
 
 use crate::index::EntryIndex;
 use crate::message::{
-    Blob, Entries, Get, Hello, MAX_IDS_PER_REQUEST, MAX_RESPONSE_BYTES, Message,
-    PROTOCOL_VERSION, Reconcile, SyncError,
+    Blob, Entries, Get, Hello, MAX_IDS_PER_REQUEST, MAX_RESPONSE_BYTES, Message, PROTOCOL_VERSION,
+    Reconcile, SyncError,
 };
 use crate::reconcile::{self, Reply};
 use caucus_proto::{EntryId, GroupId};
@@ -666,8 +666,7 @@ impl Session {
 
     /// Sends requests while there is room in flight.
     fn pump_requests<S: EntryIndex + ?Sized>(&mut self, store: &S) -> Result<(), SyncError> {
-        while self.in_flight.len() < self.config.max_requests_in_flight && !self.wanted.is_empty()
-        {
+        while self.in_flight.len() < self.config.max_requests_in_flight && !self.wanted.is_empty() {
             let mut ids = Vec::with_capacity(self.config.max_ids_per_request);
             while ids.len() < self.config.max_ids_per_request {
                 let Some(id) = self.wanted.pop_front() else {

@@ -1,6 +1,9 @@
 //! Reconciliation through real sessions: exactly the symmetric difference, for random set
 //! pairs of every shape, and with bytes that follow the difference, not the sets.
 
+// Test code: a panic is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use caucus_proto::{EntryId, GroupId};
 use caucus_sync::{AcceptAll, Config, Event, MemoryIndex, Role, Session, Stats};
 use proptest::prelude::*;
