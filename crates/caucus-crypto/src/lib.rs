@@ -38,3 +38,6 @@ pub use keys::{DeviceKeys, DevicePublic, IdentityKeypair, verify_cert};
 pub use seal::{
     BodyId, OpenError, OpenedBody, ReplayGuard, SealError, open, open_batch, seal, verify_proof,
 };
+
+#[cfg(test)]
+mod tests;

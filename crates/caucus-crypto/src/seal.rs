@@ -26,7 +26,7 @@
 use crate::epoch::{EpochKeys, KeyId, Keyring, RelayToken};
 use crate::keys::{DeviceKeys, verify_cert};
 use caucus_proto::{
-    Author, BODY_VERSION, Body, DecodeError, DeviceKey, ENVELOPE_VERSION, EncodeError, EntryId,
+    BODY_VERSION, Body, DecodeError, DeviceKey, ENVELOPE_VERSION, EncodeError, EntryId,
     Envelope, EnvelopeHeader, GroupId, Hlc, IdentityKey, Operation, Signature,
 };
 use chacha20poly1305::aead::{Aead, Payload};
@@ -149,6 +149,11 @@ fn proof_message(header_ad: &[u8], ciphertext: &[u8]) -> Vec<u8> {
     m.extend_from_slice(header_ad);
     m.extend_from_slice(ciphertext);
     m
+}
+
+#[cfg(test)]
+pub(crate) fn tests_proof_message(header_ad: &[u8], ciphertext: &[u8]) -> Vec<u8> {
+    proof_message(header_ad, ciphertext)
 }
 
 /// Seals one operation as an entry of `keys`' group and epoch, signed by `device`.
@@ -356,7 +361,10 @@ pub fn open_batch(
                     .ok_or(OpenError::BadProof)?
             };
             let proof_msg = proof_message(&ad, &env.ciphertext);
-            let d = decrypt(env, &ad, keys)?;
+            // On failure, report what `open` would: a bad proof before a bad ciphertext.
+            let d = decrypt(env, &ad, keys).map_err(|e| {
+                check_proof(env, &ad, keys.membership_public()).err().unwrap_or(e)
+            })?;
             Ok((proof_msg, d))
         })
         .collect();
@@ -451,9 +459,4 @@ impl ReplayGuard {
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
     }
-}
-
-/// The author of an opened body (convenience).
-pub fn author_of(opened: &OpenedBody) -> Author {
-    opened.body.author
 }
