@@ -12,7 +12,9 @@
 //! The state is a function of the set of entries held, whatever order they arrived in
 //! and however many times. Entries are sorted by [`FoldKey`] — hybrid logical clock,
 //! then author device, then entry id — deduplicated by id, and applied in that order.
-//! Each entry is checked against the membership **at its point in that order**, so a
+//! Entries with the same author, clock and operation are one event however many
+//! envelopes carry them (a re-sealed copy): the copy with the smallest id is the one
+//! held. Each entry is checked against the membership **at its point in that order**, so a
 //! member removed at noon may still have written at eleven, and a device's entries
 //! count from the moment it is linked until it is revoked.
 //!
@@ -87,6 +89,64 @@
 //!   order ([`State::epoch_deliveries`]); [`State::current_epoch`] is the highest number
 //!   seen. Choosing between competing deliveries of one epoch is the crypto layer's job.
 //! - **Group name** and **campaign** (headcount, target percent): LWW.
+//!
+//! # What the fold cannot decide
+//!
+//! The order trusts authors' clocks. A device may write with a clock far in the future
+//! (its edits then win every register until clocks catch up) or, once revoked, keep
+//! writing with an old clock so its entries sort before the revocation. The model
+//! cannot tell either from honest concurrency; the layers around it bound them: the
+//! node refuses to issue or accept entries whose clock is far ahead of its own, and the
+//! crypto layer rotates the epoch on every removal or revocation so a revoked device
+//! cannot seal entries that current members accept ([`OpenedEntry::epoch`] is carried
+//! for that check).
+//!
+//! # Example
+//!
+//! ```
+//! use caucus_model::{OpenedEntry, Outcome, State};
+//! use caucus_proto::{
+//!     Author, ContactField, ContactId, DeviceCert, DeviceKey, EntryId, Hlc, IdentityKey,
+//!     Operation, Rating, Signature,
+//! };
+//!
+//! let dana = Author { identity: IdentityKey([1; 32]), device: DeviceKey([2; 32]) };
+//! let at = |wall_ms| Hlc { wall_ms, counter: 0 };
+//! // Dana founded the group; her phone introduces itself, then she logs a conversation.
+//! let cert = DeviceCert {
+//!     identity: dana.identity,
+//!     device: dana.device,
+//!     dh: [3; 32],
+//!     label: "phone".into(),
+//!     signature: Signature([0; 64]),
+//! };
+//! let link = OpenedEntry {
+//!     id: EntryId([10; 32]),
+//!     author: dana,
+//!     hlc: at(1),
+//!     epoch: 0,
+//!     op: Operation::DeviceLinked { cert },
+//! };
+//! let rate = OpenedEntry {
+//!     id: EntryId([11; 32]),
+//!     author: dana,
+//!     hlc: at(2),
+//!     epoch: 0,
+//!     op: Operation::ContactSet {
+//!         contact: ContactId([5; 16]),
+//!         fields: vec![ContactField::Name("Ana".into()), ContactField::Rating(Rating::new(2)?)],
+//!     },
+//! };
+//!
+//! // Any order, any duplicates: the same state.
+//! let batch = State::from_entries(dana.identity, [rate.clone(), link.clone(), rate.clone()]);
+//! let mut live = State::new(dana.identity);
+//! assert_eq!(live.insert(link), Outcome::Applied);
+//! assert_eq!(live.insert(rate), Outcome::Applied);
+//! assert_eq!(batch.state_hash(), live.state_hash());
+//! assert_eq!(live.support_share().supportive, 1);
+//! # Ok::<(), caucus_proto::RatingError>(())
+//! ```
 //!
 //! # Ratings
 //!

@@ -32,6 +32,19 @@ pub fn entry(author: Author, hlc: Hlc, op: Operation) -> OpenedEntry {
     }
 }
 
+/// The same entry in another envelope (a member re-sealing a body they opened): same
+/// author, clock and operation, a new entry id derived from `salt`.
+pub fn resealed(e: &OpenedEntry, salt: u64) -> OpenedEntry {
+    let mut h = blake3::Hasher::new();
+    h.update(&e.id.0);
+    h.update(&salt.to_le_bytes());
+    OpenedEntry {
+        id: EntryId(*h.finalize().as_bytes()),
+        epoch: e.epoch + 1,
+        ..e.clone()
+    }
+}
+
 /// A clock reading.
 pub fn hlc(wall_ms: u64, counter: u32) -> Hlc {
     Hlc { wall_ms, counter }

@@ -1090,6 +1090,42 @@ fn duplicates_are_reported_and_change_nothing() {
 }
 
 #[test]
+fn resealed_copies_are_one_event_and_the_smallest_id_is_held() {
+    let (cast, mut s) = committee();
+    let original = entry(fatou(&cast), at(100), note(1, "only once"));
+    let copies: Vec<_> = (0..6)
+        .map(|salt| crate::testing::resealed(&original, salt))
+        .collect();
+    assert_eq!(s.insert(original.clone()), Outcome::Applied);
+    for c in &copies {
+        assert_eq!(s.insert(c.clone()), Outcome::Duplicate);
+    }
+    let smallest = copies
+        .iter()
+        .chain([&original])
+        .map(|e| e.id)
+        .min()
+        .unwrap();
+    let notes: Vec<_> = s.notes(&contact(1)).collect();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].entry, smallest);
+    assert_eq!(s.status(&smallest), Some(Outcome::Applied));
+    for e in copies
+        .iter()
+        .chain([&original])
+        .filter(|e| e.id != smallest)
+    {
+        assert_eq!(s.status(&e.id), Some(Outcome::Duplicate));
+        assert!(s.contains(&e.id));
+    }
+    // Another replica holding only some copies, inserted the other way round, agrees.
+    let mut other = State::from_entries(cast.founder.identity, cast.setup());
+    other.extend(copies.iter().rev().cloned().chain([original]));
+    assert_eq!(other.state_hash(), s.state_hash());
+    assert_eq!(other.len(), s.len());
+}
+
+#[test]
 fn a_late_member_added_makes_earlier_rejected_entries_count() {
     let (cast, _) = committee();
     let newcomer = identity(40);

@@ -13,13 +13,20 @@ fn cast() -> Cast {
     Cast::new(1, 3)
 }
 
-/// The setup plus up to 40 random entries with membership churn, and the same entries
-/// shuffled with some of them repeated.
+/// The setup plus up to 40 random entries with membership churn, some re-sealed copies
+/// of them (new entry ids, same events), and all of that shuffled with some entries
+/// repeated.
 fn entries_and_shuffled_copy() -> impl Strategy<Value = (Vec<OpenedEntry>, Vec<OpenedEntry>)> {
     cast().arb_entries(0..40, true).prop_flat_map(|entries| {
         let n = entries.len();
         let dups = proptest::collection::vec(0..n, 0..10);
-        (Just(entries.clone()), dups).prop_flat_map(|(entries, dups)| {
+        let resealed = proptest::collection::vec((0..n, any::<u64>()), 0..4);
+        (Just(entries.clone()), dups, resealed).prop_flat_map(|(mut entries, dups, resealed)| {
+            let copies: Vec<_> = resealed
+                .into_iter()
+                .map(|(i, salt)| crate::testing::resealed(&entries[i], salt))
+                .collect();
+            entries.extend(copies);
             let mut copy = entries.clone();
             copy.extend(dups.into_iter().map(|i| entries[i].clone()));
             (Just(entries), Just(copy).prop_shuffle())
@@ -48,17 +55,31 @@ proptest! {
                 duplicates += 1;
             }
         }
-        let distinct: BTreeSet<_> = entries.iter().map(|e| e.id).collect();
-        prop_assert_eq!(duplicates, shuffled.len() - distinct.len());
-        prop_assert_eq!(reference.len(), distinct.len());
+        let events: BTreeSet<_> = entries.iter().map(|e| (e.author, e.hlc, format!("{:?}", e.op))).collect();
+        prop_assert_eq!(duplicates, shuffled.len() - events.len());
+        prop_assert_eq!(reference.len(), events.len());
+        prop_assert_eq!(batch.len(), events.len());
         prop_assert_eq!(reference.state_hash(), batch.state_hash());
         prop_assert_eq!(reference.state_hash(), one_by_one.state_hash());
         prop_assert_eq!(rejected_ids(&reference), rejected_ids(&one_by_one));
-        // Every entry's reported status agrees with the rejection list.
+        // Every entry's reported status agrees with the rejection list; of each event,
+        // exactly one copy is held.
         for e in &entries {
             let rejected = reference.rejected().any(|r| r.id == e.id);
-            prop_assert_eq!(reference.status(&e.id) == Some(Outcome::Applied), !rejected);
+            let held = reference.entries().any(|h| h.id == e.id);
+            match reference.status(&e.id) {
+                Some(Outcome::Duplicate) => prop_assert!(!held),
+                Some(status) => {
+                    prop_assert!(held);
+                    prop_assert_eq!(status == Outcome::Applied, !rejected);
+                }
+                None => prop_assert!(false, "an inserted entry has no status"),
+            }
         }
+        // A re-sealed note never shows twice.
+        let notes = entries.iter().filter(|e| matches!(e.op, Operation::NoteAdded { .. }));
+        let note_events: BTreeSet<_> = notes.map(|e| (e.author, e.hlc, format!("{:?}", e.op))).collect();
+        prop_assert!(reference.all_notes().count() <= note_events.len());
     }
 
     /// Two replicas each fold part of the entries (some entries reach both), then each
