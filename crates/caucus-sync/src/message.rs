@@ -115,12 +115,6 @@ pub enum SyncError {
         /// The limit.
         limit: u32,
     },
-    /// The peer announced more missing entries than one session fetches.
-    #[error("more than {limit} ids to fetch in one session")]
-    TooManyNeeds {
-        /// The limit.
-        limit: usize,
-    },
     /// The peer sent more requests than it may have in flight.
     #[error("peer exceeded {limit} requests in flight")]
     Flood {

@@ -44,11 +44,14 @@
 //!
 //! # Loss, timers, retries
 //!
-//! The session works over a reliable stream, but survives message loss too (the
-//! simulator drops messages): every message that expects an answer (the last hello or
+//! Over a reliable stream the timer is an idle timeout: nothing heard for
+//! [`Config::rto_ms`] doubling over [`Config::max_retries`] ends the session (the driver
+//! calls [`Session::note_activity`] while a large frame trickles in). With
+//! [`Config::retransmit`] on (the simulator, or any lossy datagram transport) the session
+//! also survives message loss: every message that expects an answer (the last hello or
 //! reconcile round sent, every unanswered `Get`, an unacknowledged `Finish`) is sent
 //! again when [`Session::poll_timeout`] passes with nothing heard, with exponential
-//! backoff from [`Config::rto_ms`]. Duplicates are harmless: a repeated round is
+//! backoff. Duplicates are harmless: a repeated round is
 //! answered with the same reply, a repeated `Get` is answered again, a late answer to a
 //! settled request is ignored. After [`Config::max_retries`] silent timeouts the session
 //! ends with [`SyncError::Timeout`], unless this side had finished all its own work (then
@@ -56,7 +59,8 @@
 //!
 //! # Bounds
 //!
-//! Rounds ([`MAX_ROUNDS`]), ids to fetch ([`MAX_NEEDED_IDS`]), requests in flight either
+//! Rounds ([`MAX_ROUNDS`]), ids to fetch ([`MAX_NEEDED_IDS`] per session, the rest
+//! deferred to the next), requests in flight either
 //! way ([`MAX_REQUESTS_IN_FLIGHT`], answers queued for the peer
 //! [`MAX_QUEUED_ANSWERS`]), and every message field (see [`crate::message`]). Any breach
 //! ends the session with a [`SyncError`]; no peer input can panic it.
@@ -77,9 +81,11 @@ pub type Millis = u64;
 /// Most reconciliation rounds in one session (round numbers count hellos too).
 pub const MAX_ROUNDS: u32 = 1024;
 
-/// Most ids one session fetches; a peer announcing more ends the session (the next
-/// session goes on from where this one stopped).
-pub const MAX_NEEDED_IDS: usize = 1 << 20;
+/// Most ids one session fetches. Ids learnt beyond it are not fetched in this session
+/// ([`Stats::needs_deferred`] counts them): the driver syncs again, and the next session
+/// goes on from where this one stopped. This bounds memory without ever making a large
+/// first sync impossible.
+pub const MAX_NEEDED_IDS: usize = 1 << 18;
 
 /// Most of our own requests unanswered at once (the cap of
 /// [`Config::max_requests_in_flight`]).
@@ -112,6 +118,10 @@ pub struct Config {
     pub rto_ms: Millis,
     /// Silent timeouts in a row before the session gives up.
     pub max_retries: u32,
+    /// Whether to send unanswered messages again on a timeout. Off over a reliable
+    /// stream (QUIC, yamux), where the timer is only an idle timeout and a repeat would
+    /// just duplicate a slow answer; on in the simulator, which loses messages.
+    pub retransmit: bool,
     /// Our requests unanswered at once (at most [`MAX_REQUESTS_IN_FLIGHT`]).
     pub max_requests_in_flight: usize,
     /// Ids per request (at most [`MAX_IDS_PER_REQUEST`]).
@@ -119,14 +129,16 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for a real network: 2 s first timeout, 4 retries (about a minute of
-    /// silence in all), 4 requests of 128 ids in flight.
+    /// Defaults for a real network over a reliable stream: no retransmission, an idle
+    /// timeout of about a minute (2 s doubling over 4 retries: 62 s of silence), 4
+    /// requests of 128 ids in flight.
     pub fn new(group: GroupId, proof: Vec<u8>) -> Config {
         Config {
             group,
             proof,
             rto_ms: 2_000,
             max_retries: 4,
+            retransmit: false,
             max_requests_in_flight: 4,
             max_ids_per_request: 128,
         }
@@ -200,6 +212,9 @@ pub struct Stats {
     pub entries_sent: u64,
     /// Ids we asked for that the peer did not have after all.
     pub entries_missing: u64,
+    /// Ids learnt but left for a later session, past [`MAX_NEEDED_IDS`]: when non-zero
+    /// at [`Event::Done`], sync again.
+    pub needs_deferred: u64,
     /// Messages sent again after a timeout.
     pub retransmits: u64,
 }
@@ -395,8 +410,8 @@ impl Session {
             }
             return Err(self.fail(SyncError::Timeout));
         }
-        if !self.outbox.is_empty() {
-            // The driver has not even sent what is queued: nothing to repeat yet.
+        if !self.config.retransmit || !self.outbox.is_empty() {
+            // An idle timeout only; or the driver has not even sent what is queued.
             return Ok(());
         }
         if self.awaiting_round {
@@ -414,6 +429,15 @@ impl Session {
             self.retransmit(bytes, true);
         }
         Ok(())
+    }
+
+    /// Tells the session that bytes of a frame are arriving (a large answer on a slow
+    /// link), so that it does not count the time as silence.
+    pub fn note_activity(&mut self, now: Millis) {
+        if !self.is_closed() {
+            self.retries = 0;
+            self.timer_base = self.timer_base.max(now);
+        }
     }
 
     /// Feeds one received message (one transport frame). An error ends the session:
@@ -645,12 +669,13 @@ impl Session {
     ) -> Result<(), SyncError> {
         let mut fresh = Vec::new();
         for id in need {
-            if self.needed.insert(id) {
-                if self.needed.len() > MAX_NEEDED_IDS {
-                    return Err(SyncError::TooManyNeeds {
-                        limit: MAX_NEEDED_IDS,
-                    });
+            if self.needed.len() >= MAX_NEEDED_IDS {
+                if !self.needed.contains(&id) {
+                    self.stats.needs_deferred += 1;
                 }
+                continue;
+            }
+            if self.needed.insert(id) {
                 self.wanted.push_back(id);
                 fresh.push(id);
             }

@@ -239,6 +239,7 @@ impl Sim {
         let config = Config {
             rto_ms: self.config.rto_ms,
             max_retries: self.config.max_retries,
+            retransmit: true,
             max_ids_per_request: self.config.max_ids_per_request,
             max_requests_in_flight: self.config.max_requests_in_flight,
             ..Config::new(GROUP, b"member".to_vec())

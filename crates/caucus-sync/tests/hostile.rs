@@ -524,7 +524,17 @@ fn rounds_out_of_sequence_are_refused_and_repeats_answered_again() {
 #[test]
 fn a_silent_peer_times_out() {
     let st = store();
-    let mut s = verified_responder(&st);
+    let mut s = Session::new(
+        Role::Responder,
+        Config {
+            retransmit: true,
+            ..Config::new(GROUP, vec![])
+        },
+        Box::new(AcceptAll),
+        0,
+    );
+    s.handle_message(0, &hello(GROUP), &st).unwrap();
+    while s.poll_transmit().is_some() {}
     assert_eq!(s.poll_timeout(), Some(2_000));
     s.handle_timeout(1_999).unwrap();
     assert!(s.poll_transmit().is_none(), "not yet");
@@ -545,4 +555,23 @@ fn a_silent_peer_times_out() {
     assert_eq!(resent, 4, "our hello, once per retry");
     assert!(now >= 2_000 * (1 + 2 + 4 + 8 + 16));
     assert_eq!(s.poll_timeout(), None);
+
+    // Over a reliable stream nothing is repeated: the timer is an idle timeout.
+    let mut s = verified_responder(&st);
+    let err = loop {
+        let now = s.poll_timeout().unwrap();
+        match s.handle_timeout(now) {
+            Ok(()) => assert!(s.poll_transmit().is_none()),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err, SyncError::Timeout);
+
+    // Activity on a slow frame keeps the session alive.
+    let mut s = verified_responder(&st);
+    for t in (0..200_000).step_by(1_000) {
+        s.note_activity(t);
+        s.handle_timeout(t).unwrap();
+    }
+    assert!(!s.is_closed());
 }

@@ -7,6 +7,7 @@
 use caucus_proto::{EntryId, GroupId};
 use caucus_sync::{AcceptAll, Config, Event, MemoryIndex, Role, Session, Stats};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use std::collections::BTreeSet;
 
 fn id(n: u32) -> EntryId {
@@ -180,7 +181,13 @@ fn shape() -> impl Strategy<Value = (u32, u32, u32)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 200,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/reconcile.txt",
+        ))),
+        ..ProptestConfig::default()
+    })]
 
     /// Reconciliation yields exactly the symmetric difference.
     #[test]

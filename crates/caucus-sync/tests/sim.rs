@@ -7,7 +7,8 @@
 use caucus_proto::EntryId;
 use caucus_sync::sim::{Sim, SimConfig};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
+use proptest::test_runner::{FileFailurePersistence, TestRunner};
+use std::cell::Cell;
 
 /// Virtual time one batch of sessions may take (sessions that lose every retransmission
 /// give up well within it).
@@ -32,7 +33,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0usize..8, 1usize..6).prop_map(|(at, n)| Op::Insert { at, n }),
+        4 => (0usize..8, 1usize..8).prop_map(|(at, n)| Op::Insert { at, n }),
         1 => proptest::collection::vec(0usize..3, 8).prop_map(Op::Partition),
         1 => Just(Op::Heal),
         3 => Just(Op::Round),
@@ -76,26 +77,54 @@ fn run(seed: u64, replicas: usize, ops: &[Op]) -> (Sim, Vec<EntryId>, usize) {
     (sim, written, rounds)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
+/// Many replicas over random writes, partitions, loss and heals all converge to the same
+/// set, and no entry written anywhere is lost (1,000 cases).
+#[test]
+fn replicas_converge_after_any_partition() {
+    let mut runner = TestRunner::new(ProptestConfig {
         cases: 1000,
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/sim-convergence.txt",
+        ))),
         ..ProptestConfig::default()
-    })]
-
-    /// Many replicas over random writes, partitions, loss and heals all converge to the
-    /// same set, and no entry written anywhere is lost.
-    #[test]
-    fn replicas_converge_after_any_partition(
-        seed in any::<u64>(),
-        replicas in 2usize..=6,
-        ops in proptest::collection::vec(op(), 1..30),
-    ) {
-        let (sim, written, rounds) = run(seed, replicas, &ops);
-        prop_assert!(sim.converged(), "not converged after {} rounds: {:?}", rounds, sim);
-        prop_assert!(sim.everyone_has(&written));
-        prop_assert_eq!(sim.replica(0).len(), written.len());
-    }
+    });
+    // (cases, sessions done, sessions failed, messages dropped, entries written)
+    let totals = Cell::new((0u64, 0u64, 0u64, 0u64, 0u64));
+    let strategy = (
+        any::<u64>(),
+        2usize..=8,
+        proptest::collection::vec(op(), 1..40),
+    );
+    runner
+        .run(&strategy, |(seed, replicas, ops)| {
+            let (sim, written, rounds) = run(seed, replicas, &ops);
+            prop_assert!(
+                sim.converged(),
+                "not converged after {} rounds: {:?}",
+                rounds,
+                sim
+            );
+            prop_assert!(sim.everyone_has(&written));
+            prop_assert_eq!(sim.replica(0).len(), written.len());
+            let st = sim.stats();
+            prop_assert_eq!(st.sessions_started, st.sessions_done + st.sessions_failed);
+            let t = totals.get();
+            totals.set((
+                t.0 + 1,
+                t.1 + st.sessions_done,
+                t.2 + st.sessions_failed,
+                t.3 + st.messages_dropped,
+                t.4 + written.len() as u64,
+            ));
+            Ok(())
+        })
+        .unwrap();
+    let (cases, done, failed, dropped, written) = totals.get();
+    println!(
+        "{cases} cases: {done} sessions done, {failed} failed (retried later), \
+         {dropped} messages dropped, {written} entries written"
+    );
+    assert!(cases >= 1000 && done > 0 && failed > 0 && dropped > 0);
 }
 
 #[test]
@@ -188,7 +217,9 @@ fn bytes_grow_with_the_difference_not_the_set() {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 64,
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/sim-bytes.txt",
+        ))),
         ..ProptestConfig::default()
     })]
 
