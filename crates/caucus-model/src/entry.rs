@@ -1,7 +1,7 @@
 //! The model's input: an entry already opened and verified by `caucus-crypto`, and the
 //! total order in which entries are folded.
 
-use caucus_proto::{Author, DeviceKey, EntryId, Hlc, Operation};
+use caucus_proto::{Author, Body, DeviceKey, EntryId, Hlc, Operation};
 use serde::Serialize;
 
 /// An entry as the model sees it: opened, decoded and signature-checked by the crypto
@@ -24,6 +24,18 @@ pub struct OpenedEntry {
 }
 
 impl OpenedEntry {
+    /// The model's view of an opened body: its entry id, the epoch it was sealed under,
+    /// and the body's author, clock and operation (the signature was checked already).
+    pub fn new(id: EntryId, epoch: u64, body: Body) -> OpenedEntry {
+        OpenedEntry {
+            id,
+            author: body.author,
+            hlc: body.hlc,
+            epoch,
+            op: body.op,
+        }
+    }
+
     /// The entry's place in the fold order.
     pub fn fold_key(&self) -> FoldKey {
         FoldKey {

@@ -284,6 +284,13 @@ impl State {
         self.view.devices.get(device)
     }
 
+    /// The identity a device is certified to, for every device ever linked (revoked
+    /// ones included: their earlier entries still verify). What the crypto layer's
+    /// device directory needs to check the device-identity binding of a body.
+    pub fn identity_of(&self, device: &DeviceKey) -> Option<IdentityKey> {
+        self.device(device).map(|d| d.cert.identity)
+    }
+
     /// Every device ever linked to `identity`, revoked ones included.
     pub fn devices_of<'a>(&'a self, identity: &'a IdentityKey) -> impl Iterator<Item = &'a Device> {
         self.view

@@ -343,6 +343,30 @@ impl Cast {
         .boxed()
     }
 
+    /// A deterministic sample for simulators that do not use proptest: the setup then
+    /// `count` random entries drawn from `seed`, with clocks spread out so that later
+    /// entries mostly sort later (about 4 entries per millisecond, with overlaps).
+    pub fn sample(&self, seed: u64, count: usize, churn: bool) -> Vec<OpenedEntry> {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+        let mut seed_bytes = [0u8; 32];
+        seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
+        let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+        let random = match self
+            .arb_random_entries(count..count + 1, churn)
+            .new_tree(&mut runner)
+        {
+            Ok(tree) => tree.current(),
+            Err(_) => Vec::new(),
+        };
+        let spread = random.into_iter().enumerate().map(|(i, e)| {
+            let at = hlc(e.hlc.wall_ms + i as u64 / 4, e.hlc.counter);
+            entry(e.author, at, e.op)
+        });
+        self.setup().into_iter().chain(spread).collect()
+    }
+
     /// The setup followed by random entries (see [`Cast::arb_random_entries`]).
     pub fn arb_entries(
         &self,

@@ -1233,6 +1233,38 @@ fn late_entries_fold_again_only_when_authority_changed_after_them() {
 }
 
 #[test]
+fn samples_are_deterministic_and_mostly_authorized() {
+    let cast = Cast::default();
+    let a = cast.sample(7, 300, true);
+    assert_eq!(a, cast.sample(7, 300, true));
+    assert_ne!(a, cast.sample(8, 300, true));
+    assert_eq!(a.len(), cast.setup().len() + 300);
+    let s = State::from_entries(cast.founder.identity, a.iter().cloned());
+    let applied = s.len() - s.rejected().count();
+    assert!(applied * 2 > s.len(), "{applied} of {}", s.len());
+    assert!(s.all_notes().count() > 10);
+}
+
+#[test]
+fn opened_entries_come_from_bodies_and_devices_map_to_identities() {
+    let (cast, s) = committee();
+    let body = caucus_proto::Body {
+        version: caucus_proto::BODY_VERSION,
+        author: fatou(&cast),
+        hlc: at(5),
+        op: note(1, "x"),
+        signature: caucus_proto::Signature([0; 64]),
+    };
+    let e = OpenedEntry::new(caucus_proto::EntryId([9; 32]), 3, body);
+    assert_eq!((e.author, e.hlc, e.epoch), (fatou(&cast), at(5), 3));
+    assert_eq!(
+        s.identity_of(&fatou(&cast).device),
+        Some(fatou(&cast).identity)
+    );
+    assert_eq!(s.identity_of(&cast.stray_device.device), None);
+}
+
+#[test]
 fn invalid_operations_are_rejected() {
     let (cast, mut s) = committee();
     let r = s.insert(entry(
