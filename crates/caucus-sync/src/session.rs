@@ -635,6 +635,10 @@ impl Session {
         if !self.check_round(r.round)? {
             return Ok(());
         }
+        if self.reconciled {
+            // A new round after one that asked nothing.
+            return Err(SyncError::Unexpected { what: "reconcile" });
+        }
         if r.round >= MAX_ROUNDS {
             return Err(SyncError::TooManyRounds { limit: MAX_ROUNDS });
         }

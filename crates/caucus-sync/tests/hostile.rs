@@ -10,7 +10,7 @@ use caucus_sync::message::{
     Blob, Entries, Get, Hello, MAX_MESSAGE_BYTES, MAX_RECONCILE_BYTES, Mode, PROTOCOL_VERSION,
     Reconcile, WireBound, WireRange,
 };
-use caucus_sync::session::{MAX_QUEUED_ANSWERS, MAX_ROUNDS};
+use caucus_sync::session::{MAX_NEEDED_IDS, MAX_QUEUED_ANSWERS, MAX_ROUNDS};
 use caucus_sync::{
     AcceptAll, Config, Event, Fingerprint, MemoryIndex, Message, Role, Session, SyncError,
 };
@@ -574,4 +574,55 @@ fn a_silent_peer_times_out() {
         s.handle_timeout(t).unwrap();
     }
     assert!(!s.is_closed());
+}
+
+#[test]
+fn announced_needs_are_capped_per_session() {
+    let st = store();
+    let mut s = verified_responder(&st);
+    let mut rng = Rng(5);
+    let mut r = 2;
+    let per_round = 4000;
+    let rounds = MAX_NEEDED_IDS / per_round + 2;
+    for _ in 0..rounds {
+        // "You lack these" below 0x80…, and a question above so the exchange goes on.
+        let mut ids: Vec<EntryId> = (0..per_round)
+            .map(|_| {
+                let mut b = [0u8; 32];
+                for chunk in b.chunks_mut(8) {
+                    chunk.copy_from_slice(&rng.next().to_le_bytes());
+                }
+                b[0] &= 0x7f;
+                EntryId(b)
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let msg = round(
+            r,
+            vec![
+                WireRange {
+                    upper: WireBound::Prefix(vec![0x80]),
+                    mode: Mode::Lacking(ids),
+                },
+                end(Mode::Fingerprint(Fingerprint([rng.next() as u8; 16]))),
+            ],
+        );
+        s.handle_message(1, &msg, &st).unwrap();
+        while s.poll_transmit().is_some() {}
+        while s.poll_event().is_some() {}
+        r += 2;
+    }
+    let stats = s.stats();
+    assert!(stats.needs_deferred > 0, "{stats:?}");
+    assert!(!s.is_closed());
+
+    // After a round that asks nothing, reconciliation is over: no more rounds.
+    let mut s = verified_responder(&st);
+    s.handle_message(1, &round(2, vec![end(Mode::Skip)]), &st)
+        .unwrap();
+    assert_eq!(
+        s.handle_message(1, &round(3, vec![end(Mode::Skip)]), &st),
+        Err(SyncError::Unexpected { what: "reconcile" })
+    );
 }

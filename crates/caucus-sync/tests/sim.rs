@@ -234,3 +234,27 @@ proptest! {
         prop_assert!(bytes <= 600 + 1_200 * d as u64, "{}/{}: {}", common, d, bytes);
     }
 }
+
+#[test]
+fn a_seed_replays_the_same_run() {
+    let ops = vec![
+        Op::Insert { at: 0, n: 5 },
+        Op::Loss(20),
+        Op::Partition(vec![0, 1, 1, 0]),
+        Op::Round,
+        Op::Insert { at: 2, n: 3 },
+        Op::Round,
+        Op::Heal,
+        Op::Round,
+    ];
+    let (a, _, ra) = run(9, 4, &ops);
+    let (b, _, rb) = run(9, 4, &ops);
+    assert_eq!((a.stats(), a.now(), ra), (b.stats(), b.now(), rb));
+    assert_eq!(a.replica(3).ids(), b.replica(3).ids());
+    let (c, _, _) = run(10, 4, &ops);
+    assert_ne!(
+        a.replica(0).ids(),
+        c.replica(0).ids(),
+        "another seed, other entries"
+    );
+}
