@@ -181,19 +181,6 @@ impl View {
             Operation::ContactSet { contact, fields } => {
                 let key = e.fold_key();
                 let c = self.contact_mut(*contact, e.hlc);
-                // Each field is its own register: written only by a greater (or the same)
-                // fold key, so an edit applied late never overwrites a newer one.
-                fn lww<T: Clone>(
-                    value: &mut T,
-                    stamp: &mut Option<FoldKey>,
-                    key: FoldKey,
-                    new: &T,
-                ) {
-                    if Some(key) >= *stamp {
-                        value.clone_from(new);
-                        *stamp = Some(key);
-                    }
-                }
                 let st = &mut c.stamps;
                 for f in fields {
                     match f {
@@ -408,5 +395,15 @@ impl View {
             }
         }
         Ok(())
+    }
+}
+
+/// A last-writer-wins register write: takes effect only for a fold key at least the one
+/// that last wrote (equal within one entry setting a field twice: the later wins), so an
+/// edit applied late never overwrites a newer one.
+fn lww<T: Clone>(value: &mut T, stamp: &mut Option<FoldKey>, key: FoldKey, new: &T) {
+    if Some(key) >= *stamp {
+        value.clone_from(new);
+        *stamp = Some(key);
     }
 }

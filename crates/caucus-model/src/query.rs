@@ -127,8 +127,9 @@ impl RatingCounts {
     }
 }
 
-/// The workplace map: contacts by department and shift, by rating. An empty department
-/// or shift string stands for "not known".
+/// The workplace map: contacts by department and shift, by rating. Departments and
+/// shifts are grouped by their exact text (normalize spelling on input); an empty one
+/// stands for "not known".
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct WorkplaceMap {
     /// Department, then shift, then the counts.
