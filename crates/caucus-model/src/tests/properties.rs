@@ -194,6 +194,53 @@ proptest! {
         }
     }
 
+    /// The aggregates agree with the contact listing on any state: the map counts every
+    /// contact not removed once, filters partition the listing, the support share counts
+    /// the supportive, and follow-ups due skip the done and the removed.
+    #[test]
+    fn aggregates_agree_with_the_listing(entries in cast().arb_entries(0..40, true), today in 20_000i32..20_012) {
+        use crate::{ContactFilter, RatingFilter, ShareBase};
+        let s = State::from_entries(cast().founder.identity, entries);
+        let all = s.list_contacts(&ContactFilter::all());
+        prop_assert_eq!(all.len(), s.contacts().count());
+        prop_assert!(all.windows(2).all(|w| (w[0].name.to_lowercase(), w[0].id) <= (w[1].name.to_lowercase(), w[1].id)));
+        let map = s.workplace_map();
+        prop_assert_eq!(map.total.total() as usize, all.len());
+        let cells: u32 = map.cells.values().flat_map(|shifts| shifts.values()).map(|c| c.total()).sum();
+        prop_assert_eq!(cells, map.total.total());
+        prop_assert_eq!(map.by_department.values().map(|c| c.total()).sum::<u32>(), map.total.total());
+        prop_assert_eq!(map.by_shift.values().map(|c| c.total()).sum::<u32>(), map.total.total());
+        let mut by_rating = s.list_contacts(&ContactFilter::all().rating(RatingFilter::Unrated)).len();
+        for r in caucus_proto::Rating::ALL {
+            let n = s.list_contacts(&ContactFilter::all().rating(RatingFilter::Is(r))).len();
+            prop_assert_eq!(n as u32, map.total.get(r));
+            by_rating += n;
+        }
+        prop_assert_eq!(by_rating, all.len());
+        for (dept, shifts) in &map.cells {
+            for (shift, counts) in shifts {
+                let listed = all.iter().filter(|c| &c.department == dept && &c.shift == shift).count();
+                prop_assert_eq!(listed as u32, counts.total());
+            }
+        }
+        let share = s.support_share();
+        let supportive = s.list_contacts(&ContactFilter::all().rating(RatingFilter::Supportive)).len();
+        prop_assert_eq!(share.supportive as usize, supportive);
+        if let ShareBase::Contacts(n) = share.base {
+            prop_assert_eq!(n as usize, all.len());
+        }
+        let due = s.followups_due(caucus_proto::Day(today), 3);
+        for d in &due {
+            prop_assert!(!d.followup.done);
+            prop_assert!(!d.contact.is_removed());
+            prop_assert!(d.followup.due.0 <= today + 3);
+            prop_assert_eq!(d.overdue, d.followup.due.0 < today);
+        }
+        prop_assert!(due.windows(2).all(|w| (!w[0].overdue, w[0].followup.due) <= (!w[1].overdue, w[1].followup.due)));
+        let open = s.followups().filter(|f| !f.done && f.due.0 <= today + 3 && s.contact(&f.contact).is_some()).count();
+        prop_assert_eq!(due.len(), open);
+    }
+
     /// Without membership churn every note from a member's linked device is kept, whatever
     /// edits and removals race it; notes from outsiders and stray devices never are.
     #[test]
