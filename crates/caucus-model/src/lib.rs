@@ -18,8 +18,9 @@
 //! member removed at noon may still have written at eleven, and a device's entries
 //! count from the moment it is linked until it is revoked.
 //!
-//! [`State::insert`] applies an entry at once when it sorts after everything held, and
-//! folds all entries again otherwise (O(n), see [`State`]). [`State::from_entries`]
+//! [`State::insert`] applies an entry at once when it sorts after everything held (and
+//! merges a late note, acknowledgement or contact edit in place), and folds all entries
+//! again otherwise (O(n), see [`State`]). [`State::from_entries`]
 //! and [`State::extend`] fold once per batch. [`State::state_hash`] is BLAKE3 over a
 //! canonical encoding of the state: two replicas holding the same set of entries have
 //! the same hash.
@@ -74,6 +75,10 @@
 //!   way to erase history.
 //! - **Follow-ups**: `FollowupSet` is one LWW register over the whole follow-up
 //!   (contact, due day, assignee, task); `FollowupDone` a second LWW register over done.
+//!   A `FollowupDone` that sorts before any `FollowupSet` of its follow-up is rejected
+//!   (`UnknownFollowup`); so are a change, cancellation or acknowledgement sorting
+//!   before its notice was posted (`UnknownNotice`). Hybrid logical clocks make these
+//!   sort after what their author had seen, so only broken clocks meet this rule.
 //! - **Notices**: `NoticePosted`/`NoticeChanged` are LWW over the content; the first
 //!   poster owns the notice. Cancellation is sticky: once cancelled, a notice stays
 //!   cancelled. Expiry is applied by queries given `now_ms`. Acknowledgements are a set
@@ -81,8 +86,9 @@
 //!   [`State::delivered`] counts current members only.
 //! - **Members**: `MemberAdded` sets name and role and re-admits a removed member;
 //!   `MemberRemoved` keeps the record, marked removed; `RoleChanged` is LWW.
-//! - **Devices**: the last `DeviceLinked` for a device sets its certificate; revocation
-//!   is permanent, and a revoked device key can never be linked again. A device stays
+//! - **Devices**: a device key belongs to the first identity it is linked to, for good;
+//!   the last `DeviceLinked` for it sets its certificate (label, keys). Revocation is
+//!   permanent, and a revoked device key can never be linked again. A device stays
 //!   linked across its member's removal, but only current members' devices write or
 //!   appear in [`State::current_devices`].
 //! - **Epochs**: every authorized `EpochKeyDelivered` is kept, by epoch number, in fold
@@ -95,11 +101,11 @@
 //! The order trusts authors' clocks. A device may write with a clock far in the future
 //! (its edits then win every register until clocks catch up) or, once revoked, keep
 //! writing with an old clock so its entries sort before the revocation. The model
-//! cannot tell either from honest concurrency; the layers around it bound them: the
-//! node refuses to issue or accept entries whose clock is far ahead of its own, and the
-//! crypto layer rotates the epoch on every removal or revocation so a revoked device
-//! cannot seal entries that current members accept ([`OpenedEntry::epoch`] is carried
-//! for that check).
+//! cannot tell either from honest concurrency, and it has no clock of its own (every
+//! replica must fold alike). Bounding them belongs to the layers around it: refusing
+//! to issue or accept entries whose clock is far ahead of the local one, and refusing
+//! entries sealed under an epoch a revoked device could still use once a newer epoch
+//! has been delivered ([`OpenedEntry::epoch`] is carried for such a check).
 //!
 //! # Example
 //!
