@@ -1,1 +1,131 @@
-fn main() {}
+//! caucus-crypto benchmarks, each next to the bare primitive it is built on, in one run:
+//! seal+sign of a 1 KiB entry vs one Ed25519 signature; open+verify vs one verification
+//! and one batch-verified signature; an epoch change for 1,000 devices (time and bytes).
+
+use caucus_crypto::delivery::{Recipient, deliver_epoch};
+use caucus_crypto::{DeviceKeys, EpochSecret, IdentityKeypair, Keyring, open, open_batch, seal};
+use caucus_proto::{ContactId, GroupId, Hlc, Note, Operation};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ed25519_dalek::{Signer, SigningKey, Verifier};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use std::collections::BTreeMap;
+use std::hint::black_box;
+
+const BATCH: usize = 64;
+
+fn note_1k() -> Operation {
+    Operation::NoteAdded {
+        contact: ContactId([1; 16]),
+        note: Note {
+            text: "x".repeat(1000),
+            date: None,
+            by: None,
+        },
+    }
+}
+
+fn hlc(i: u64) -> Hlc {
+    Hlc {
+        wall_ms: 1_800_000_000_000 + i,
+        counter: 0,
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let mut r = ChaCha20Rng::seed_from_u64(1);
+    let group = GroupId([7; 16]);
+    let identity = IdentityKeypair::generate(&mut r);
+    let device = DeviceKeys::generate(identity.public(), &mut r);
+    let mut ring = Keyring::new(group);
+    ring.insert(0, EpochSecret::generate(&mut r)).ok();
+    let Some(keys) = ring.current() else { return };
+    let dir: BTreeMap<_, _> = [(device.device_key(), identity.public())].into();
+
+    // Bare Ed25519 on a 1 KiB message.
+    let bare = SigningKey::from_bytes(&[3; 32]);
+    let msg = vec![0x55u8; 1024];
+    let sig = bare.sign(&msg);
+    let vk = bare.verifying_key();
+    let mut g = c.benchmark_group("sign");
+    g.bench_function("ed25519_sign_1KiB", |b| {
+        b.iter(|| bare.sign(black_box(&msg)))
+    });
+    g.bench_function("seal_1KiB_entry", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i += 1;
+            seal(&group, keys, &device, hlc(i), note_1k(), &mut r)
+        })
+    });
+    g.finish();
+
+    let envs: Vec<_> = (0..BATCH as u64)
+        .filter_map(|i| seal(&group, keys, &device, hlc(i), note_1k(), &mut r).ok())
+        .collect();
+    let msgs: Vec<&[u8]> = (0..BATCH).map(|_| msg.as_slice()).collect();
+    let sigs = vec![sig; BATCH];
+    let vks = vec![vk; BATCH];
+
+    let mut g = c.benchmark_group("verify");
+    g.bench_function("ed25519_verify_1KiB", |b| {
+        b.iter(|| vk.verify(black_box(&msg), black_box(&sig)))
+    });
+    g.bench_function("open_1KiB_entry", |b| {
+        b.iter(|| open(black_box(&envs[0]), &ring, &dir))
+    });
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("ed25519_verify_batch_64", |b| {
+        b.iter(|| ed25519_dalek::verify_batch(black_box(&msgs), &sigs, &vks))
+    });
+    g.bench_function("open_batch_64_entries", |b| {
+        b.iter(|| open_batch(black_box(&envs), &ring, &dir))
+    });
+    g.finish();
+
+    // Epoch change for 1,000 devices: deliveries + sealing the entry.
+    let recipients: Vec<Recipient> = (0..1000)
+        .map(|_| {
+            let d = DeviceKeys::generate(identity.public(), &mut r);
+            Recipient {
+                device: d.device_key(),
+                dh: d.public().dh,
+            }
+        })
+        .collect();
+    let author = device.device_key();
+    if let Ok(op) = deliver_epoch(
+        &group,
+        1,
+        &EpochSecret::generate(&mut r),
+        &author,
+        &recipients,
+        &mut r,
+    ) && let Ok(env) = seal(&group, keys, &device, hlc(0), op, &mut r)
+        && let Ok(bytes) = env.encode()
+    {
+        println!(
+            "epoch change for 1000 devices adds one entry of {} bytes ({:.1} KiB)",
+            bytes.len(),
+            bytes.len() as f64 / 1024.0
+        );
+    }
+    let mut g = c.benchmark_group("epoch");
+    g.sample_size(10);
+    g.bench_function("epoch_change_1000_devices", |b| {
+        b.iter_batched(
+            || EpochSecret::generate(&mut r),
+            |s| {
+                let mut r2 = ChaCha20Rng::seed_from_u64(9);
+                deliver_epoch(&group, 1, &s, &author, &recipients, &mut r2)
+                    .ok()
+                    .and_then(|op| seal(&group, keys, &device, hlc(0), op, &mut r2).ok())
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(crypto, benches);
+criterion_main!(crypto);

@@ -355,3 +355,93 @@ impl SharedEpochs {
         Ok(ring)
     }
 }
+
+/// Tells a relay the token of a new epoch, vouched for by the previous epoch's
+/// membership key (which the relay already trusts).
+///
+/// The relay holds the token of the epoch it was given; each epoch change, a member
+/// sends it one of these (the node does it alongside the `EpochKeyDelivered` entry), and
+/// the relay adds the new token after [`RelayTokenUpdate::verify`]. Limitation: anyone
+/// who held the previous epoch's secret (including the member just removed) can vouch
+/// for a token, so a relay may accept a token the group does not use; with it a removed
+/// member can make envelopes the relay stores (spam, bounded by
+/// [`MAX_CANDIDATES_PER_EPOCH`] tokens per epoch) but never read one. See
+/// `proto/THREATS.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayTokenUpdate {
+    /// The new epoch's token.
+    pub token: RelayToken,
+    /// The epoch whose membership key signed this update.
+    pub parent_epoch: u64,
+    /// Signature by the parent epoch's membership key.
+    pub signature: caucus_proto::Signature,
+}
+
+/// Why a relay token update was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenUpdateError {
+    /// The update is for another group or epoch than the token given to check it.
+    #[error("token update does not follow the given token")]
+    NotAChild,
+    /// The signature does not verify.
+    #[error("token update signature does not verify")]
+    BadSignature,
+    /// The bytes are malformed.
+    #[error("malformed token update: {0}")]
+    Malformed(String),
+}
+
+const TOKEN_UPDATE_DOMAIN: &[u8] = b"caucus v1 relay token update";
+
+fn token_update_message(token: &RelayToken, parent_epoch: u64) -> Vec<u8> {
+    let mut m = TOKEN_UPDATE_DOMAIN.to_vec();
+    m.extend_from_slice(token.group.as_bytes());
+    m.extend_from_slice(&token.epoch.to_le_bytes());
+    m.extend_from_slice(&token.key);
+    m.extend_from_slice(&parent_epoch.to_le_bytes());
+    m
+}
+
+impl RelayTokenUpdate {
+    /// An update announcing `new`'s token, signed with `parent`'s membership key.
+    pub fn new(parent: &EpochKeys, new: &EpochKeys) -> Self {
+        use ed25519_dalek::Signer;
+        let token = new.relay_token();
+        let msg = token_update_message(&token, parent.epoch());
+        Self {
+            token,
+            parent_epoch: parent.epoch(),
+            signature: caucus_proto::Signature(parent.membership().sign(&msg).to_bytes()),
+        }
+    }
+
+    /// Checks the update against a token the relay holds; returns the new token.
+    pub fn verify(&self, parent: &RelayToken) -> Result<RelayToken, TokenUpdateError> {
+        if parent.group != self.token.group
+            || parent.epoch != self.parent_epoch
+            || self.token.epoch <= parent.epoch
+        {
+            return Err(TokenUpdateError::NotAChild);
+        }
+        let key =
+            VerifyingKey::from_bytes(&parent.key).map_err(|_| TokenUpdateError::BadSignature)?;
+        key.verify_strict(
+            &token_update_message(&self.token, self.parent_epoch),
+            &ed25519_dalek::Signature::from_bytes(&self.signature.0),
+        )
+        .map_err(|_| TokenUpdateError::BadSignature)?;
+        Ok(self.token)
+    }
+
+    /// Bytes for the wire.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        caucus_proto::codec::encode::<_, 256>(self).unwrap_or_default()
+    }
+
+    /// Parses bytes from the wire (bounded).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TokenUpdateError> {
+        caucus_proto::codec::decode::<_, 256>(bytes)
+            .map_err(|e| TokenUpdateError::Malformed(e.to_string()))
+    }
+}

@@ -23,6 +23,9 @@
 //! Secrets zeroize on drop and print as `<redacted>` in `Debug`; none implements
 //! `Display`. The threat model is `proto/THREATS.md`.
 
+// Named only to turn on its precomputed tables for snow (see Cargo.toml).
+use curve25519_dalek_snow as _;
+
 pub mod at_rest;
 pub mod delivery;
 pub mod epoch;
@@ -33,7 +36,7 @@ mod noise;
 pub mod seal;
 pub mod secret;
 
-pub use epoch::{EpochKeys, EpochSecret, KeyId, Keyring, RelayToken};
+pub use epoch::{EpochKeys, EpochSecret, KeyId, Keyring, RelayToken, RelayTokenUpdate};
 pub use keys::{DeviceKeys, DevicePublic, IdentityKeypair, verify_cert};
 pub use seal::{
     BodyId, OpenError, OpenedBody, ReplayGuard, SealError, open, open_batch, seal, verify_proof,

@@ -26,8 +26,8 @@
 use crate::epoch::{EpochKeys, KeyId, Keyring, RelayToken};
 use crate::keys::{DeviceKeys, verify_cert};
 use caucus_proto::{
-    BODY_VERSION, Body, DecodeError, DeviceKey, ENVELOPE_VERSION, EncodeError, EntryId,
-    Envelope, EnvelopeHeader, GroupId, Hlc, IdentityKey, Operation, Signature,
+    BODY_VERSION, Body, DecodeError, DeviceKey, ENVELOPE_VERSION, EncodeError, EntryId, Envelope,
+    EnvelopeHeader, GroupId, Hlc, IdentityKey, Operation, Signature,
 };
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
@@ -363,7 +363,9 @@ pub fn open_batch(
             let proof_msg = proof_message(&ad, &env.ciphertext);
             // On failure, report what `open` would: a bad proof before a bad ciphertext.
             let d = decrypt(env, &ad, keys).map_err(|e| {
-                check_proof(env, &ad, keys.membership_public()).err().unwrap_or(e)
+                check_proof(env, &ad, keys.membership_public())
+                    .err()
+                    .unwrap_or(e)
             })?;
             Ok((proof_msg, d))
         })

@@ -12,7 +12,11 @@ use std::collections::BTreeSet;
 #[test]
 fn removed_member_cannot_open_entries_written_after_removal() {
     let mut r = rng(10);
-    let (alice, bob, carol) = (Member::new(&mut r), Member::new(&mut r), Member::new(&mut r));
+    let (alice, bob, carol) = (
+        Member::new(&mut r),
+        Member::new(&mut r),
+        Member::new(&mut r),
+    );
     let dir = directory(&[&alice, &bob, &carol]);
     let s0 = EpochSecret::generate(&mut r);
     let mut alice_ring = ring_with(0, &s0);
@@ -41,8 +45,13 @@ fn removed_member_cannot_open_entries_written_after_removal() {
 
     // Bob opens the delivery entry (sealed under epoch 0) and his own delivery.
     let opened = open(&delivery_env, &bob_ring, &dir).unwrap();
-    let (e, got) =
-        open_delivery(&group(), &opened.body.author.device, &opened.body.op, &bob.device).unwrap();
+    let (e, got) = open_delivery(
+        &group(),
+        &opened.body.author.device,
+        &opened.body.op,
+        &bob.device,
+    )
+    .unwrap();
     assert_eq!((e, &got), (1, &s1));
     bob_ring.insert(1, got).unwrap();
     alice_ring.insert(1, s1.clone()).unwrap();
@@ -50,7 +59,12 @@ fn removed_member_cannot_open_entries_written_after_removal() {
     // Carol can open the delivery entry (epoch 0) but finds nothing for her.
     let carol_view = open(&delivery_env, &carol_ring, &dir).unwrap();
     assert_eq!(
-        open_delivery(&group(), &alice.device.device_key(), &carol_view.body.op, &carol.device),
+        open_delivery(
+            &group(),
+            &alice.device.device_key(),
+            &carol_view.body.op,
+            &carol.device
+        ),
         Err(DeliveryError::NotARecipient)
     );
     // Not even by pretending to be the recipient of someone else's delivery.
@@ -64,7 +78,12 @@ fn removed_member_cannot_open_entries_written_after_removal() {
                 }],
             };
             assert_eq!(
-                open_delivery(&group(), &alice.device.device_key(), &relabelled, &carol.device),
+                open_delivery(
+                    &group(),
+                    &alice.device.device_key(),
+                    &relabelled,
+                    &carol.device
+                ),
                 Err(DeliveryError::Sealed)
             );
         }
@@ -74,7 +93,17 @@ fn removed_member_cannot_open_entries_written_after_removal() {
     let k1 = alice_ring.current().unwrap();
     assert_eq!(k1.epoch(), 1);
     for i in 0..5 {
-        log.push(seal(&group(), k1, &alice.device, hlc(10 + i), note("after"), &mut r).unwrap());
+        log.push(
+            seal(
+                &group(),
+                k1,
+                &alice.device,
+                hlc(10 + i),
+                note("after"),
+                &mut r,
+            )
+            .unwrap(),
+        );
     }
     for env in &log {
         let carol_result = open(env, &carol_ring, &dir);
@@ -132,7 +161,10 @@ fn revoked_device_cannot_open_entries_written_after_revocation() {
     let k1 = ring.current().unwrap();
     log.push(seal(&group(), k1, &bob.device, hlc(3), note("new plan"), &mut r).unwrap());
     let after = log.last().unwrap();
-    assert_eq!(open(after, &thief_ring, &dir), Err(OpenError::UnknownEpoch { epoch: 1 }));
+    assert_eq!(
+        open(after, &thief_ring, &dir),
+        Err(OpenError::UnknownEpoch { epoch: 1 })
+    );
     assert!(open(after, &ring, &dir).is_ok());
 }
 
@@ -147,7 +179,12 @@ fn a_delivery_does_not_open_outside_its_group_epoch_author_or_recipient() {
         panic!("not a delivery");
     };
     assert_eq!(deliveries[0].sealed.len(), SEALED_DELIVERY_BYTES);
-    assert_eq!(open_delivery(&group(), &author, &op, &bob.device).unwrap().1, s);
+    assert_eq!(
+        open_delivery(&group(), &author, &op, &bob.device)
+            .unwrap()
+            .1,
+        s
+    );
     // Other group, other author, other epoch: refused.
     assert_eq!(
         open_delivery(&GroupId([0; 16]), &author, &op, &bob.device),
@@ -161,17 +198,32 @@ fn a_delivery_does_not_open_outside_its_group_epoch_author_or_recipient() {
         epoch: 5,
         deliveries: deliveries.clone(),
     };
-    assert_eq!(open_delivery(&group(), &author, &moved, &bob.device), Err(DeliveryError::Sealed));
+    assert_eq!(
+        open_delivery(&group(), &author, &moved, &bob.device),
+        Err(DeliveryError::Sealed)
+    );
     // Truncated or flipped sealed keys are refused without a panic.
     for n in 0..SEALED_DELIVERY_BYTES {
         let mut d = deliveries.clone();
         d[0].sealed[n] ^= 1;
-        let op = Operation::EpochKeyDelivered { epoch: 4, deliveries: d };
-        assert_eq!(open_delivery(&group(), &author, &op, &bob.device), Err(DeliveryError::Sealed));
+        let op = Operation::EpochKeyDelivered {
+            epoch: 4,
+            deliveries: d,
+        };
+        assert_eq!(
+            open_delivery(&group(), &author, &op, &bob.device),
+            Err(DeliveryError::Sealed)
+        );
         let mut d = deliveries.clone();
         d[0].sealed.truncate(n);
-        let op = Operation::EpochKeyDelivered { epoch: 4, deliveries: d };
-        assert_eq!(open_delivery(&group(), &author, &op, &bob.device), Err(DeliveryError::Sealed));
+        let op = Operation::EpochKeyDelivered {
+            epoch: 4,
+            deliveries: d,
+        };
+        assert_eq!(
+            open_delivery(&group(), &author, &op, &bob.device),
+            Err(DeliveryError::Sealed)
+        );
     }
     assert_eq!(
         open_delivery(&group(), &author, &note("x"), &bob.device),
@@ -193,9 +245,25 @@ fn epoch_change_for_a_thousand_devices_fits_one_entry() {
         })
         .collect();
     let s = EpochSecret::generate(&mut r);
-    let op = deliver_epoch(&group(), 1, &s, &alice.device.device_key(), &recipients, &mut r).unwrap();
+    let op = deliver_epoch(
+        &group(),
+        1,
+        &s,
+        &alice.device.device_key(),
+        &recipients,
+        &mut r,
+    )
+    .unwrap();
     let ring = ring_with(0, &EpochSecret::generate(&mut r));
-    let env = seal(&group(), ring.current().unwrap(), &alice.device, hlc(1), op, &mut r).unwrap();
+    let env = seal(
+        &group(),
+        ring.current().unwrap(),
+        &alice.device,
+        hlc(1),
+        op,
+        &mut r,
+    )
+    .unwrap();
     let bytes = env.encode().unwrap().len();
     assert!(bytes < 200 * 1024, "{bytes} bytes");
 }
@@ -220,7 +288,12 @@ fn concurrent_removals_resolve_deterministically_and_both_take_effect() {
     // Both removals are in the model: current devices exclude X and Y.
     let current: BTreeSet<_> = [&a, &b, &z].iter().map(|m| m.device.device_key()).collect();
     let one = resolve_epoch(1, &[from_a.clone(), from_b.clone()], &current).unwrap();
-    let two = resolve_epoch(1, &[from_b.clone(), from_a.clone(), from_b.clone()], &current).unwrap();
+    let two = resolve_epoch(
+        1,
+        &[from_b.clone(), from_a.clone(), from_b.clone()],
+        &current,
+    )
+    .unwrap();
     assert_eq!(one, two, "order and duplicates do not matter");
     assert_eq!(one.winner, from_b.body_id, "smallest body id wins");
     // The winner still delivered to X (removed by A): a follow-up must exclude X, and A,
@@ -260,14 +333,32 @@ fn keyring_keeps_every_candidate_of_a_forked_epoch_and_opens_with_either() {
     assert_eq!(ring.current().unwrap().key_id(), lose_id);
     assert!(ring.prefer(1, win_id));
     assert_eq!(ring.current().unwrap().key_id(), win_id);
-    let by_loser = seal(&group(), &crate::EpochKeys::derive(group(), 1, s_lose), &a.device, hlc(1), note("l"), &mut r)
-        .unwrap();
-    let by_winner = seal(&group(), ring.current().unwrap(), &a.device, hlc(2), note("w"), &mut r).unwrap();
+    let by_loser = seal(
+        &group(),
+        &crate::EpochKeys::derive(group(), 1, s_lose),
+        &a.device,
+        hlc(1),
+        note("l"),
+        &mut r,
+    )
+    .unwrap();
+    let by_winner = seal(
+        &group(),
+        ring.current().unwrap(),
+        &a.device,
+        hlc(2),
+        note("w"),
+        &mut r,
+    )
+    .unwrap();
     assert_eq!(open(&by_loser, &ring, &dir).unwrap().key_id, lose_id);
     assert_eq!(open(&by_winner, &ring, &dir).unwrap().key_id, win_id);
     assert_eq!(ring.relay_tokens().len(), 2);
     for _ in 0..6 {
         ring.insert(1, EpochSecret::generate(&mut r)).unwrap();
     }
-    assert!(ring.insert(1, EpochSecret::generate(&mut r)).is_err(), "bounded");
+    assert!(
+        ring.insert(1, EpochSecret::generate(&mut r)).is_err(),
+        "bounded"
+    );
 }

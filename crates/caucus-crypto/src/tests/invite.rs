@@ -15,8 +15,13 @@ fn setup(seed: u64) -> (ChaCha20Rng, Member, Member, Keyring, InviteTicket) {
     let joiner = Member::new(&mut r);
     let mut ring = ring_with(0, &EpochSecret::generate(&mut r));
     ring.insert(1, EpochSecret::generate(&mut r)).unwrap();
-    let ticket = InviteTicket::create(group(), vec!["/dns/relay.example/tcp/4001".into()], NOW + DAY, &mut r)
-        .unwrap();
+    let ticket = InviteTicket::create(
+        group(),
+        vec!["/dns/relay.example/tcp/4001".into()],
+        NOW + DAY,
+        &mut r,
+    )
+    .unwrap();
     (r, alice, joiner, ring, ticket)
 }
 
@@ -27,18 +32,32 @@ fn joining_with_a_ticket_hands_over_the_group_key_and_records_a_signed_membershi
     assert!(text.starts_with("caucus1-"));
     let parsed = InviteTicket::parse(&text.to_uppercase()).unwrap();
     assert_eq!(parsed, ticket);
-    assert_eq!(InviteTicket::from_bytes(&ticket.to_bytes().unwrap()).unwrap(), ticket);
+    assert_eq!(
+        InviteTicket::from_bytes(&ticket.to_bytes().unwrap()).unwrap(),
+        ticket
+    );
 
     let (state, hello) = Joiner::start(&parsed, &joiner.cert, "Sam", NOW, &mut r).unwrap();
     assert_eq!(hello_invite_id(&hello).unwrap(), ticket.id());
-    let (accepted, welcome) =
-        accept_join(&hello, &ticket, NOW + 1, &BTreeSet::new(), &ring, History::CurrentOnly, &mut r)
-            .unwrap();
+    let (accepted, welcome) = accept_join(
+        &hello,
+        &ticket,
+        NOW + 1,
+        &BTreeSet::new(),
+        &ring,
+        History::CurrentOnly,
+        &mut r,
+    )
+    .unwrap();
     assert_eq!(accepted.member, joiner.identity.public());
     assert_eq!(accepted.name, "Sam");
     let joined = state.finish(&welcome).unwrap();
     assert_eq!(joined.group(), group());
-    assert_eq!(joined.epochs().collect::<Vec<_>>(), vec![1], "current epoch only");
+    assert_eq!(
+        joined.epochs().collect::<Vec<_>>(),
+        vec![1],
+        "current epoch only"
+    );
 
     // Alice records the join as signed entries; the joiner can read them and write.
     let mut dir = directory(&[&alice]);
@@ -50,14 +69,29 @@ fn joining_with_a_ticket_hands_over_the_group_key_and_records_a_signed_membershi
         assert_eq!(opened.body.author.identity, alice.identity.public());
     }
     dir.insert(joiner.device.device_key(), joiner.identity.public());
-    let env = seal(&group(), joined.current().unwrap(), &joiner.device, hlc(2), note("hi"), &mut r)
-        .unwrap();
+    let env = seal(
+        &group(),
+        joined.current().unwrap(),
+        &joiner.device,
+        hlc(2),
+        note("hi"),
+        &mut r,
+    )
+    .unwrap();
     assert!(open(&env, &ring, &dir).is_ok());
 
     // Full history on request.
     let (state, hello) = Joiner::start(&ticket, &joiner.cert, "Sam", NOW, &mut r).unwrap();
-    let (_, welcome) =
-        accept_join(&hello, &ticket, NOW, &BTreeSet::new(), &ring, History::Full, &mut r).unwrap();
+    let (_, welcome) = accept_join(
+        &hello,
+        &ticket,
+        NOW,
+        &BTreeSet::new(),
+        &ring,
+        History::Full,
+        &mut r,
+    )
+    .unwrap();
     assert_eq!(state.finish(&welcome).unwrap().epochs().count(), 2);
 }
 
@@ -67,7 +101,16 @@ fn expired_revoked_or_foreign_invites_are_refused_by_the_member() {
     let (_, hello) = Joiner::start(&ticket, &joiner.cert, "Sam", NOW, &mut r).unwrap();
     let none = BTreeSet::new();
     assert_eq!(
-        accept_join(&hello, &ticket, NOW + DAY, &none, &ring, History::Full, &mut r).map(|_| ()),
+        accept_join(
+            &hello,
+            &ticket,
+            NOW + DAY,
+            &none,
+            &ring,
+            History::Full,
+            &mut r
+        )
+        .map(|_| ()),
         Err(JoinError::Expired)
     );
     let revoked: BTreeSet<InviteId> = [ticket.id()].into();
@@ -98,8 +141,16 @@ fn a_guessed_invite_secret_fails_the_handshake_and_gets_no_key() {
     let pos = forged.windows(16).position(|w| w == guess.id().0).unwrap();
     forged[pos..pos + 16].copy_from_slice(&real_id);
     assert_eq!(
-        accept_join(&forged, &ticket, NOW, &BTreeSet::new(), &ring, History::Full, &mut r)
-            .map(|_| ()),
+        accept_join(
+            &forged,
+            &ticket,
+            NOW,
+            &BTreeSet::new(),
+            &ring,
+            History::Full,
+            &mut r
+        )
+        .map(|_| ()),
         Err(JoinError::Handshake)
     );
 }
@@ -108,9 +159,18 @@ fn a_guessed_invite_secret_fails_the_handshake_and_gets_no_key() {
 fn tickets_parse_with_bounds_and_clear_errors() {
     let (mut r, ..) = setup(43);
     assert_eq!(InviteTicket::parse("hello"), Err(TicketError::Prefix));
-    assert_eq!(InviteTicket::parse("caucus1-!!!"), Err(TicketError::Encoding));
-    assert_eq!(InviteTicket::parse(&format!("caucus1-{}", "a".repeat(10_000))), Err(TicketError::TooLong));
-    assert!(matches!(InviteTicket::parse("caucus1-aaaa"), Err(TicketError::Malformed(_))));
+    assert_eq!(
+        InviteTicket::parse("caucus1-!!!"),
+        Err(TicketError::Encoding)
+    );
+    assert_eq!(
+        InviteTicket::parse(&format!("caucus1-{}", "a".repeat(10_000))),
+        Err(TicketError::TooLong)
+    );
+    assert!(matches!(
+        InviteTicket::parse("caucus1-aaaa"),
+        Err(TicketError::Malformed(_))
+    ));
     let t = InviteTicket::create(group(), vec![], NOW, &mut r).unwrap();
     let text = t.to_text().unwrap();
     assert!(InviteTicket::parse(&text[..text.len() - 3]).is_err());

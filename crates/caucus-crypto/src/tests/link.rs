@@ -32,10 +32,29 @@ fn linking_with_the_right_code_certifies_the_device_and_hands_over_group_keys() 
     assert_eq!(new_ring.epochs().collect::<Vec<_>>(), vec![0, 1]);
     let mut dir = directory(&[&alice]);
     dir.insert(linked.cert.device, linked.cert.identity);
-    let e = seal(&group(), ring.current().unwrap(), &alice.device, hlc(1), note("x"), &mut r).unwrap();
+    let e = seal(
+        &group(),
+        ring.current().unwrap(),
+        &alice.device,
+        hlc(1),
+        note("x"),
+        &mut r,
+    )
+    .unwrap();
     assert!(open(&e, new_ring, &dir).is_ok());
-    let e = seal(&group(), new_ring.current().unwrap(), &laptop, hlc(2), note("y"), &mut r).unwrap();
-    assert_eq!(open(&e, &ring, &dir).unwrap().body.author.identity, alice.identity.public());
+    let e = seal(
+        &group(),
+        new_ring.current().unwrap(),
+        &laptop,
+        hlc(2),
+        note("y"),
+        &mut r,
+    )
+    .unwrap();
+    assert_eq!(
+        open(&e, &ring, &dir).unwrap().body.author.identity,
+        alice.identity.public()
+    );
 }
 
 #[test]
@@ -61,7 +80,9 @@ fn linking_with_a_wrong_code_fails_and_leaks_no_keys() {
     // A forged reply from someone with another code is refused by the new device.
     let other_host = LinkHost::new(&wrong, &mut r).unwrap();
     let (_, m1_wrong) = LinkNewDevice::start(&wrong, &laptop, "laptop", &mut r).unwrap();
-    let (_, reply) = other_host.respond(&m1_wrong, &alice.identity, &[&ring]).unwrap();
+    let (_, reply) = other_host
+        .respond(&m1_wrong, &alice.identity, &[&ring])
+        .unwrap();
     assert_eq!(joiner.finish(&reply).map(|_| ()), Err(LinkError::Handshake));
     // The host's reply is opaque: the ring's secret bytes do not appear in it.
     let host = LinkHost::new(&code, &mut r).unwrap();
@@ -85,7 +106,8 @@ fn malformed_link_messages_end_the_handshake_with_an_error() {
     }
     let host = LinkHost::new(&code, &mut r).unwrap();
     assert_eq!(
-        host.respond(&vec![0u8; 70_000], &alice.identity, &[&ring]).map(|_| ()),
+        host.respond(&vec![0u8; 70_000], &alice.identity, &[&ring])
+            .map(|_| ()),
         Err(LinkError::TooLarge)
     );
     let host = LinkHost::new(&code, &mut r).unwrap();
@@ -98,7 +120,13 @@ fn malformed_link_messages_end_the_handshake_with_an_error() {
 fn pairing_codes_and_qr_payloads_parse_strictly() {
     let mut r = rng(33);
     let code = PairingCode::generate(&mut r);
-    for bad in ["", "K7QF", "K7QF-2MZX-9PLD-H3RT-8WNC-AAAA", "K7QF-2MZX-9PLD-H3RT-8WNU", "😀"] {
+    for bad in [
+        "",
+        "K7QF",
+        "K7QF-2MZX-9PLD-H3RT-8WNC-AAAA",
+        "K7QF-2MZX-9PLD-H3RT-8WNU",
+        "😀",
+    ] {
         assert_eq!(PairingCode::parse(bad), Err(LinkError::BadCode), "{bad}");
     }
     assert!(PairingCode::parse("k7qf 2mzx 9pld h3rt 8wnc").is_ok());

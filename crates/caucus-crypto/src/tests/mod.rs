@@ -38,7 +38,10 @@ impl Member {
         }
     }
 
-    pub(crate) fn second_device(&self, r: &mut ChaCha20Rng) -> (DeviceKeys, caucus_proto::DeviceCert) {
+    pub(crate) fn second_device(
+        &self,
+        r: &mut ChaCha20Rng,
+    ) -> (DeviceKeys, caucus_proto::DeviceCert) {
         let d = DeviceKeys::generate(self.identity.public(), r);
         let c = self.identity.certify(&d.public(), "laptop").unwrap();
         (d, c)

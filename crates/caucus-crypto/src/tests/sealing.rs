@@ -20,11 +20,14 @@ fn insider_seal(keys: &crate::EpochKeys, header: EnvelopeHeader, plaintext: &[u8
             },
         )
         .unwrap();
-    reprove(keys, Envelope {
-        header,
-        ciphertext,
-        proof: Signature([0; 64]),
-    })
+    reprove(
+        keys,
+        Envelope {
+            header,
+            ciphertext,
+            proof: Signature([0; 64]),
+        },
+    )
 }
 
 /// Recomputes the membership proof (any member can).
@@ -70,8 +73,15 @@ fn world() -> World {
 fn sealed_entry_opens_for_members_with_author_and_content() {
     let mut w = world();
     let keys = w.ring.current().unwrap();
-    let env = seal(&group(), keys, &w.alice.device, hlc(5), note("met Sam at gate 3"), &mut w.r)
-        .unwrap();
+    let env = seal(
+        &group(),
+        keys,
+        &w.alice.device,
+        hlc(5),
+        note("met Sam at gate 3"),
+        &mut w.r,
+    )
+    .unwrap();
     // Round trip through the wire form.
     let env = Envelope::decode(&env.encode().unwrap()).unwrap();
     let dir = directory(&[&w.alice, &w.bob]);
@@ -109,13 +119,30 @@ fn wrong_epoch_is_rejected_with_its_own_error() {
     let mut w = world();
     let mut r2 = rng(99);
     let other = ring_with(5, &EpochSecret::generate(&mut r2));
-    let env = seal(&group(), other.current().unwrap(), &w.alice.device, hlc(1), note("x"), &mut w.r)
-        .unwrap();
+    let env = seal(
+        &group(),
+        other.current().unwrap(),
+        &w.alice.device,
+        hlc(1),
+        note("x"),
+        &mut w.r,
+    )
+    .unwrap();
     let dir = directory(&[&w.alice]);
-    assert_eq!(open(&env, &w.ring, &dir), Err(OpenError::UnknownEpoch { epoch: 5 }));
+    assert_eq!(
+        open(&env, &w.ring, &dir),
+        Err(OpenError::UnknownEpoch { epoch: 5 })
+    );
     // Relabelling the epoch of a real envelope breaks the proof (the header is signed).
-    let mut env = seal(&group(), w.ring.current().unwrap(), &w.alice.device, hlc(1), note("x"), &mut w.r)
-        .unwrap();
+    let mut env = seal(
+        &group(),
+        w.ring.current().unwrap(),
+        &w.alice.device,
+        hlc(1),
+        note("x"),
+        &mut w.r,
+    )
+    .unwrap();
     env.header.epoch = 5;
     assert_eq!(open(&env, &other, &dir), Err(OpenError::BadProof));
 }
@@ -125,7 +152,15 @@ fn truncated_ciphertext_is_rejected_with_its_own_error() {
     let mut w = world();
     let keys = w.ring.current().unwrap();
     let dir = directory(&[&w.alice]);
-    let env = seal(&group(), keys, &w.alice.device, hlc(1), note("hello"), &mut w.r).unwrap();
+    let env = seal(
+        &group(),
+        keys,
+        &w.alice.device,
+        hlc(1),
+        note("hello"),
+        &mut w.r,
+    )
+    .unwrap();
     // Truncated in transit: the proof no longer matches.
     let mut t = env.clone();
     t.ciphertext.truncate(t.ciphertext.len() - 1);
@@ -178,7 +213,10 @@ fn malformed_body_is_rejected_with_its_own_error() {
     };
     for junk in [&b""[..], &[BODY_VERSION, 0xff, 0xff][..], &[9u8; 40][..]] {
         let env = insider_seal(keys, header, junk);
-        assert!(matches!(open(&env, &w.ring, &dir), Err(OpenError::MalformedBody(_))));
+        assert!(matches!(
+            open(&env, &w.ring, &dir),
+            Err(OpenError::MalformedBody(_))
+        ));
     }
     let _ = &mut w.r;
 }
@@ -188,7 +226,15 @@ fn replayed_entry_is_detected_and_identical_copy_is_idempotent() {
     let mut w = world();
     let keys = w.ring.current().unwrap();
     let dir = directory(&[&w.alice, &w.bob]);
-    let env = seal(&group(), keys, &w.alice.device, hlc(1), note("rally"), &mut w.r).unwrap();
+    let env = seal(
+        &group(),
+        keys,
+        &w.alice.device,
+        hlc(1),
+        note("rally"),
+        &mut w.r,
+    )
+    .unwrap();
     let mut guard = ReplayGuard::new();
     let opened = open(&env, &w.ring, &dir).unwrap();
     let id = env.id().unwrap();
@@ -208,21 +254,18 @@ fn replayed_entry_is_detected_and_identical_copy_is_idempotent() {
         guard.check(&reopened, resealed.id().unwrap()),
         Err(OpenError::Replayed { original: id })
     );
-    assert_eq!(guard.len(), 1, "a rejected replay leaves the guard unchanged");
+    assert_eq!(
+        guard.len(),
+        1,
+        "a rejected replay leaves the guard unchanged"
+    );
     // Re-sealed into another epoch: the body signature is bound to the epoch.
     let mut r2 = rng(5);
     let mut ring2 = Keyring::new(group());
     ring2.insert(0, keys.secret().clone()).unwrap();
     ring2.insert(1, EpochSecret::generate(&mut r2)).unwrap();
     let k1 = ring2.get(1).unwrap();
-    let moved = insider_seal(
-        k1,
-        EnvelopeHeader {
-            epoch: 1,
-            ..header
-        },
-        &plaintext,
-    );
+    let moved = insider_seal(k1, EnvelopeHeader { epoch: 1, ..header }, &plaintext);
     assert_eq!(open(&moved, &ring2, &dir), Err(OpenError::BadSignature));
 }
 
@@ -290,10 +333,25 @@ fn unknown_device_is_pending_until_its_certificate_and_self_linking_entry_opens(
     let keys = w.ring.current().unwrap();
     let (laptop, cert) = w.alice.second_device(&mut w.r);
     let dir = directory(&[&w.alice]);
-    let e = seal(&group(), keys, &laptop, hlc(1), note("from laptop"), &mut w.r).unwrap();
+    let e = seal(
+        &group(),
+        keys,
+        &laptop,
+        hlc(1),
+        note("from laptop"),
+        &mut w.r,
+    )
+    .unwrap();
     assert_eq!(open(&e, &w.ring, &dir), Err(OpenError::UnknownDevice));
-    let link = seal(&group(), keys, &laptop, hlc(1), Operation::DeviceLinked { cert: cert.clone() }, &mut w.r)
-        .unwrap();
+    let link = seal(
+        &group(),
+        keys,
+        &laptop,
+        hlc(1),
+        Operation::DeviceLinked { cert: cert.clone() },
+        &mut w.r,
+    )
+    .unwrap();
     assert!(open(&link, &w.ring, &dir).is_ok());
     let mut dir = dir;
     dir.insert(cert.device, cert.identity);
@@ -306,18 +364,41 @@ fn relay_check_accepts_members_and_rejects_non_members() {
     let keys = w.ring.current().unwrap();
     let token = keys.relay_token();
     for (i, m) in [&w.alice, &w.bob].into_iter().enumerate() {
-        let env = seal(&group(), keys, &m.device, hlc(i as u64), note("hi"), &mut w.r).unwrap();
+        let env = seal(
+            &group(),
+            keys,
+            &m.device,
+            hlc(i as u64),
+            note("hi"),
+            &mut w.r,
+        )
+        .unwrap();
         assert_eq!(verify_proof(&env, &token), Ok(()));
     }
     // A non-member knows the group id and epoch but not the secret.
     let mut r2 = rng(77);
     let mallory = Member::new(&mut r2);
     let guess = ring_with(0, &EpochSecret::generate(&mut r2));
-    let env = seal(&group(), guess.current().unwrap(), &mallory.device, hlc(1), note("spam"), &mut r2)
-        .unwrap();
+    let env = seal(
+        &group(),
+        guess.current().unwrap(),
+        &mallory.device,
+        hlc(1),
+        note("spam"),
+        &mut r2,
+    )
+    .unwrap();
     assert_eq!(verify_proof(&env, &token), Err(OpenError::BadProof));
     // Nor can they reuse a member's proof on their own ciphertext.
-    let good = seal(&group(), keys, &w.alice.device, hlc(1), note("hi"), &mut w.r).unwrap();
+    let good = seal(
+        &group(),
+        keys,
+        &w.alice.device,
+        hlc(1),
+        note("hi"),
+        &mut w.r,
+    )
+    .unwrap();
     let stolen = Envelope {
         proof: good.proof,
         ..env
@@ -328,7 +409,10 @@ fn relay_check_accepts_members_and_rejects_non_members() {
     // A token for another epoch does not accept it.
     let mut other = token;
     other.epoch = 1;
-    assert!(matches!(verify_proof(&good, &other), Err(OpenError::UnknownEpoch { .. })));
+    assert!(matches!(
+        verify_proof(&good, &other),
+        Err(OpenError::UnknownEpoch { .. })
+    ));
 }
 
 #[test]
@@ -337,7 +421,17 @@ fn batch_open_agrees_with_single_open() {
     let keys = w.ring.current().unwrap();
     let dir = directory(&[&w.alice, &w.bob]);
     let mut envs: Vec<Envelope> = (0..20)
-        .map(|i| seal(&group(), keys, &w.alice.device, hlc(i), note(&format!("n{i}")), &mut w.r).unwrap())
+        .map(|i| {
+            seal(
+                &group(),
+                keys,
+                &w.alice.device,
+                hlc(i),
+                note(&format!("n{i}")),
+                &mut w.r,
+            )
+            .unwrap()
+        })
         .collect();
     let all = open_batch(&envs, &w.ring, &dir);
     assert!(all.iter().all(Result::is_ok));
@@ -371,13 +465,23 @@ fn oversized_body_cannot_be_sealed_and_wrong_group_is_refused() {
     };
     assert!(seal(&group(), keys, &w.alice.device, hlc(1), big, &mut w.r).is_err());
     assert_eq!(
-        seal(&GroupId([1; 16]), keys, &w.alice.device, hlc(1), note("x"), &mut w.r),
+        seal(
+            &GroupId([1; 16]),
+            keys,
+            &w.alice.device,
+            hlc(1),
+            note("x"),
+            &mut w.r
+        ),
         Err(crate::SealError::WrongGroup)
     );
     let env = seal(&group(), keys, &w.alice.device, hlc(1), note("x"), &mut w.r).unwrap();
     let mut other = Keyring::new(GroupId([1; 16]));
     other.insert(0, keys.secret().clone()).unwrap();
-    assert_eq!(open(&env, &other, &directory(&[&w.alice])), Err(OpenError::WrongGroup));
+    assert_eq!(
+        open(&env, &other, &directory(&[&w.alice])),
+        Err(OpenError::WrongGroup)
+    );
     let _ = codec::encode::<u8, 1>;
 }
 
@@ -387,7 +491,10 @@ fn secrets_never_show_in_debug_output() {
     let m = Member::new(&mut r);
     let secret = EpochSecret::generate(&mut r);
     let ring = ring_with(0, &secret);
-    let hex: String = secret.expose()[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = secret.expose()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let dumps = [
         format!("{secret:?}"),
         format!("{ring:?}"),
@@ -398,7 +505,37 @@ fn secrets_never_show_in_debug_output() {
     for d in &dumps {
         assert!(!d.contains(&hex), "{d}");
     }
-    let seed_hex: String = m.identity.to_secret_bytes()[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let seed_hex: String = m.identity.to_secret_bytes()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert!(!format!("{:?}", m.identity).contains(&seed_hex));
     assert!(format!("{secret:?}").contains("redacted"));
+}
+
+#[test]
+fn relay_learns_the_next_epoch_token_from_an_update_signed_by_the_previous_one() {
+    let mut w = world();
+    let k0 = w.ring.get(0).unwrap();
+    let t0 = k0.relay_token();
+    let k1 = crate::EpochKeys::derive(group(), 1, EpochSecret::generate(&mut w.r));
+    let update = crate::RelayTokenUpdate::new(k0, &k1);
+    let update = crate::RelayTokenUpdate::from_bytes(&update.to_bytes()).unwrap();
+    let t1 = update.verify(&t0).unwrap();
+    assert_eq!(t1, k1.relay_token());
+    let env = seal(&group(), &k1, &w.alice.device, hlc(1), note("x"), &mut w.r).unwrap();
+    assert_eq!(verify_proof(&env, &t1), Ok(()));
+    // An outsider cannot vouch for a token.
+    let mut r2 = rng(8);
+    let fake_parent = crate::EpochKeys::derive(group(), 0, EpochSecret::generate(&mut r2));
+    let forged = crate::RelayTokenUpdate::new(&fake_parent, &k1);
+    assert_eq!(
+        forged.verify(&t0),
+        Err(crate::epoch::TokenUpdateError::BadSignature)
+    );
+    // Nor replay an update against a later token.
+    assert_eq!(
+        update.verify(&t1),
+        Err(crate::epoch::TokenUpdateError::NotAChild)
+    );
 }
