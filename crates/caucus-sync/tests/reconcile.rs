@@ -177,6 +177,8 @@ fn shape() -> impl Strategy<Value = (u32, u32, u32)> {
         (Just(0u32), 0u32..500, 0u32..500),
         // one side empty
         (Just(0u32), 0u32..1000, Just(0u32)),
+        // about 10,000 shared, small differences
+        (9_000u32..11_000, 0u32..6, 0u32..6),
     ]
 }
 
