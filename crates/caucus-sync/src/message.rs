@@ -249,7 +249,7 @@ impl Message {
     }
 
     /// Decodes a message from untrusted bytes and checks every field bound (not yet the
-    /// range structure of a `Reconcile`: see [`Reconcile::validate`]).
+    /// range structure of a `Reconcile`, which the session checks when it reads the round).
     pub fn decode(bytes: &[u8]) -> Result<Message, SyncError> {
         let msg: Message = codec::decode::<_, MAX_MESSAGE_BYTES>(bytes)?;
         match &msg {

@@ -34,6 +34,8 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0usize..8, 1usize..8).prop_map(|(at, n)| Op::Insert { at, n }),
+        // Now and then a bulk write: several reconciliation levels, many fetch batches.
+        1 => (0usize..8, 20usize..150).prop_map(|(at, n)| Op::Insert { at, n }),
         1 => proptest::collection::vec(0usize..3, 8).prop_map(Op::Partition),
         1 => Just(Op::Heal),
         3 => Just(Op::Round),
