@@ -110,6 +110,38 @@ fn benches(c: &mut Criterion) {
             bytes.len() as f64 / 1024.0
         );
     }
+    // The X25519 operations an epoch delivery is made of, bare.
+    let mut g = c.benchmark_group("x25519");
+    let point = curve25519_dalek_snow::montgomery::MontgomeryPoint(recipients[0].dh);
+    g.bench_function("dh_curve25519_dalek4_as_in_snow", |b| {
+        b.iter(|| black_box(point).mul_clamped(black_box([9u8; 32])))
+    });
+    g.bench_function("keygen_curve25519_dalek4_as_in_snow", |b| {
+        b.iter(|| {
+            curve25519_dalek_snow::montgomery::MontgomeryPoint::mul_base_clamped(black_box(
+                [9u8; 32],
+            ))
+        })
+    });
+    let secret = x25519_dalek::StaticSecret::from([9u8; 32]);
+    let public = x25519_dalek::PublicKey::from(recipients[0].dh);
+    g.bench_function("dh_x25519_dalek3", |b| {
+        b.iter(|| black_box(&secret).diffie_hellman(black_box(&public)))
+    });
+    g.bench_function("single_delivery", |b| {
+        b.iter(|| {
+            deliver_epoch(
+                &group,
+                1,
+                &EpochSecret::from_bytes([1; 32]),
+                &author,
+                &recipients[..1],
+                &mut r,
+            )
+        })
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("epoch");
     g.sample_size(10);
     g.bench_function("epoch_change_1000_devices", |b| {

@@ -256,7 +256,15 @@ pub fn verify_cert(cert: &DeviceCert) -> Result<(), CertError> {
     }
     let identity =
         VerifyingKey::from_bytes(&cert.identity.0).map_err(|_| CertError::BadIdentityKey)?;
-    VerifyingKey::from_bytes(&cert.device.0).map_err(|_| CertError::BadDeviceKey)?;
+    let device = VerifyingKey::from_bytes(&cert.device.0).map_err(|_| CertError::BadDeviceKey)?;
+    // Keys with a torsion component are never made honestly; refusing them keeps single
+    // and batch verification of this device's signatures from disagreeing.
+    if identity.is_weak() || !identity.to_edwards().is_torsion_free() {
+        return Err(CertError::BadIdentityKey);
+    }
+    if device.is_weak() || !device.to_edwards().is_torsion_free() {
+        return Err(CertError::BadDeviceKey);
+    }
     let msg = cert_signed_bytes(&cert.identity, &cert.device, &cert.dh, &cert.label)?;
     let sig = ed25519_dalek::Signature::from_bytes(&cert.signature.0);
     identity

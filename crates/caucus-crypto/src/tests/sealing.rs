@@ -539,3 +539,43 @@ fn relay_learns_the_next_epoch_token_from_an_update_signed_by_the_previous_one()
         Err(crate::epoch::TokenUpdateError::NotAChild)
     );
 }
+
+#[test]
+fn certificates_with_small_order_or_torsion_keys_are_refused() {
+    let mut r = rng(4);
+    let m = Member::new(&mut r);
+    crate::verify_cert(&m.cert).unwrap();
+    let mut bad = m.cert.clone();
+    // The identity point (encoding of the neutral element, small order).
+    let mut identity_point = [0u8; 32];
+    identity_point[0] = 1;
+    bad.device = caucus_proto::DeviceKey(identity_point);
+    assert_eq!(
+        crate::verify_cert(&bad),
+        Err(crate::keys::CertError::BadDeviceKey)
+    );
+    // A real key plus a point of order 2 ((0, -1)): mixed order, not torsion-free.
+    let real = ed25519_dalek::VerifyingKey::from_bytes(&m.cert.device.0)
+        .unwrap()
+        .to_edwards();
+    let mut minus_one = [0u8; 32];
+    minus_one[0] = 0xec;
+    minus_one[1..31].fill(0xff);
+    minus_one[31] = 0x7f;
+    let t = ed25519_dalek::VerifyingKey::from_bytes(&minus_one)
+        .unwrap()
+        .to_edwards();
+    let mixed = (real + t).compress().to_bytes();
+    let mut bad = m.cert.clone();
+    bad.device = caucus_proto::DeviceKey(mixed);
+    assert_eq!(
+        crate::verify_cert(&bad),
+        Err(crate::keys::CertError::BadDeviceKey)
+    );
+    let mut bad = m.cert.clone();
+    bad.label = "other".into();
+    assert_eq!(
+        crate::verify_cert(&bad),
+        Err(crate::keys::CertError::BadSignature)
+    );
+}
