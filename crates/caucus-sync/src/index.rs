@@ -25,6 +25,23 @@ pub trait EntryIndex {
     /// The first `limit` ids in `range`, in id order.
     fn ids_in_range(&self, range: &IdRange, limit: usize) -> Vec<EntryId>;
 
+    /// For each position `p` in `positions` (increasing, each in `1..count`), the ids at
+    /// positions `p - 1` and `p` of `range`: where to cut it into sub-ranges. `None`
+    /// where the range has changed and holds no such ids.
+    ///
+    /// The default asks [`EntryIndex::nth_id`] twice per position; a store that can walk
+    /// the range once in id order (SQLite) should override it.
+    fn cut_points(&self, range: &IdRange, positions: &[u64]) -> Vec<Option<(EntryId, EntryId)>> {
+        positions
+            .iter()
+            .map(|&p| {
+                let before = self.nth_id(range, p.checked_sub(1)?)?;
+                let at = self.nth_id(range, p)?;
+                Some((before, at))
+            })
+            .collect()
+    }
+
     /// Whether the entry is held.
     fn contains(&self, id: &EntryId) -> bool;
 
@@ -41,6 +58,9 @@ impl<T: EntryIndex + ?Sized> EntryIndex for &T {
     }
     fn ids_in_range(&self, range: &IdRange, limit: usize) -> Vec<EntryId> {
         (**self).ids_in_range(range, limit)
+    }
+    fn cut_points(&self, range: &IdRange, positions: &[u64]) -> Vec<Option<(EntryId, EntryId)>> {
+        (**self).cut_points(range, positions)
     }
     fn contains(&self, id: &EntryId) -> bool {
         (**self).contains(id)

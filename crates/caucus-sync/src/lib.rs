@@ -5,7 +5,7 @@
 //! [`EntryId`](caucus_proto::EntryId)s (BLAKE3 of the encoded envelope, so uniformly
 //! distributed). A [`Session`] on each side finds the symmetric difference of the two
 //! sets with a cost that grows with the size of the difference, not of the sets (two
-//! sides sharing 10,000 entries and differing by one exchange about 1.5 KiB), and then
+//! sides sharing 10,000 entries and differing by one exchange about 1.2 KiB), and then
 //! fetches what each side lacks in bounded batches with back-pressure.
 //!
 //! The crate is sans-IO in the manner of `quinn-proto`: it owns no socket, file, clock

@@ -135,44 +135,40 @@ impl Builder {
 
     /// Answers a range whose fingerprints differ: the ids, or a split.
     fn mismatch<S: EntryIndex + ?Sized>(&mut self, store: &S, range: IdRange, mine: Accumulator) {
-        let count = usize::try_from(mine.count).unwrap_or(usize::MAX);
-        if count <= ID_LIST_THRESHOLD {
+        let count = mine.count;
+        if count <= ID_LIST_THRESHOLD as u64 {
             let ids = store.ids_in_range(&range, ID_LIST_THRESHOLD);
             self.push(wire_bound(&range.upper), Mode::Ids(ids));
             return;
         }
+        // Cut at positions count·i/B for i in 1..B: B sub-ranges of (almost) equal count.
+        let positions: Vec<u64> = (1..BRANCHING)
+            .map(|i| (u128::from(count) * i as u128 / BRANCHING as u128) as u64)
+            .filter(|&p| p > 0)
+            .collect();
+        let cuts = store.cut_points(&range, &positions);
         let mut lower = range.lower;
-        let mut prev_upper_pos = 0usize;
-        for i in 1..=BRANCHING {
-            let (upper, wire) = if i == BRANCHING {
-                (range.upper, wire_bound(&range.upper))
-            } else {
-                let pos = count * i / BRANCHING;
-                if pos == prev_upper_pos {
-                    continue;
-                }
-                // Both exist: `pos` is in 1..count. Fall back to the whole rest if the
-                // store changed under us.
-                match (
-                    store.nth_id(&range, (pos - 1) as u64),
-                    store.nth_id(&range, pos as u64),
-                ) {
-                    (Some(prev), Some(next)) if prev < next => {
-                        let prefix = Bound::separating(&prev, &next);
-                        match Bound::from_prefix(&prefix) {
-                            Some(b) if b > lower => (b, WireBound::Prefix(prefix)),
-                            _ => continue,
-                        }
-                    }
-                    _ => continue,
-                }
+        for cut in cuts {
+            // The store may have changed under us: skip a cut that no longer makes sense.
+            let Some((before, at)) = cut else { continue };
+            if before >= at || !range.contains(&at) {
+                continue;
+            }
+            let prefix = Bound::separating(&before, &at);
+            let Some(upper) = Bound::from_prefix(&prefix) else {
+                continue;
             };
-            prev_upper_pos = count * i / BRANCHING;
-            let sub = IdRange::new(lower, upper);
-            let fp = store.summary(&sub).fingerprint();
-            self.push(wire, Mode::Fingerprint(fp));
+            if upper <= lower {
+                continue;
+            }
+            let fp = store.summary(&IdRange::new(lower, upper)).fingerprint();
+            self.push(WireBound::Prefix(prefix), Mode::Fingerprint(fp));
             lower = upper;
         }
+        let fp = store
+            .summary(&IdRange::new(lower, range.upper))
+            .fingerprint();
+        self.push(wire_bound(&range.upper), Mode::Fingerprint(fp));
     }
 
     /// Covers `[lower, End)` with one fingerprint of this side's ids: "continue from here".

@@ -120,7 +120,7 @@ fn edge_shapes() {
 }
 
 #[test]
-fn ten_thousand_differing_by_one_costs_a_few_hundred_bytes() {
+fn ten_thousand_differing_by_one_costs_about_a_kibibyte() {
     // Real entries, so the one missing entry is fetched too.
     let mut a = MemoryIndex::from_entries((0..10_000).map(entry));
     let b = a.clone();
