@@ -376,9 +376,15 @@ pub fn open_batch(
     let mut sigs = Vec::new();
     let mut vks = Vec::new();
     let mut batchable = true;
+    // Entries of a batch come from few devices: decompress each key once.
+    let mut author_keys: HashMap<DeviceKey, Option<VerifyingKey>> = HashMap::new();
     for (env, s) in envelopes.iter().zip(&staged) {
         if let Ok((proof_msg, d)) = s {
-            let Ok(author_key) = VerifyingKey::from_bytes(&d.body.author.device.0) else {
+            let device = d.body.author.device;
+            let Some(author_key) = *author_keys
+                .entry(device)
+                .or_insert_with(|| VerifyingKey::from_bytes(&device.0).ok())
+            else {
                 batchable = false;
                 continue;
             };
