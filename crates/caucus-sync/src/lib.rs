@@ -14,6 +14,41 @@
 //! events ([`Session::poll_event`]) and its next deadline ([`Session::poll_timeout`]).
 //! The entry store is seen only through the read-only [`EntryIndex`] trait.
 //!
+//! ```
+//! use caucus_proto::GroupId;
+//! use caucus_sync::{AcceptAll, Config, Event, MemoryIndex, Role, Session};
+//!
+//! // Two stores sharing 1,000 entries; `a` has one more.
+//! let mut a = MemoryIndex::from_entries((0u32..1000).map(|n| n.to_le_bytes().to_vec()));
+//! let mut b = a.clone();
+//! a.insert(b"a new note".to_vec());
+//!
+//! let config = Config::new(GroupId([7; 16]), b"membership proof".to_vec());
+//! let mut sa = Session::new(Role::Initiator, config.clone(), Box::new(AcceptAll), 0);
+//! let mut sb = Session::new(Role::Responder, config, Box::new(AcceptAll), 0);
+//! let mut bytes = 0;
+//! while !(sa.is_done() && sb.is_done()) {
+//!     while let Some(frame) = sa.poll_transmit() {
+//!         bytes += frame.len();
+//!         sb.handle_message(0, &frame, &b)?;
+//!     }
+//!     while let Some(frame) = sb.poll_transmit() {
+//!         bytes += frame.len();
+//!         sa.handle_message(0, &frame, &a)?;
+//!     }
+//!     while let Some(event) = sb.poll_event() {
+//!         if let Event::Entry { id, bytes } = event {
+//!             // A node decodes the envelope and checks its proof first.
+//!             b.insert_with_id(id, Some(bytes));
+//!         }
+//!     }
+//!     while sa.poll_event().is_some() {}
+//! }
+//! assert_eq!(a.ids(), b.ids());
+//! assert!(bytes < 1024);
+//! # Ok::<(), caucus_sync::SyncError>(())
+//! ```
+//!
 //! - [`fingerprint`]: fingerprints (BLAKE3 of count and sum of ids) and range bounds;
 //! - [`reconcile`]: the reconciliation algorithm, one round at a time;
 //! - [`message`]: the wire messages, their layout, bounds and validation;
