@@ -35,12 +35,9 @@ const WRAP_VERSION: u8 = 1;
 /// Argon2id cost parameters, stored beside each wrapped blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KdfParams {
-    /// Memory in KiB.
-    pub m_kib: u32,
-    /// Passes.
-    pub t: u32,
-    /// Lanes.
-    pub p: u32,
+    m_kib: u32,
+    t: u32,
+    p: u32,
 }
 
 /// OWASP minimum for Argon2id: 19 MiB, 2 passes, 1 lane.
@@ -77,6 +74,21 @@ impl KdfParams {
             t: 1,
             p: 1,
         }
+    }
+
+    /// Memory in KiB.
+    pub fn m_kib(&self) -> u32 {
+        self.m_kib
+    }
+
+    /// Passes.
+    pub fn t(&self) -> u32 {
+        self.t
+    }
+
+    /// Lanes.
+    pub fn p(&self) -> u32 {
+        self.p
     }
 
     fn within_bounds(&self) -> bool {

@@ -91,7 +91,8 @@ fn prologue(group: &GroupId, epoch: u64, author: &DeviceKey, recipient: &DeviceK
     p
 }
 
-/// A recipient of a new epoch: a device and its certified X25519 key.
+/// A recipient of a new epoch: a device and its certified X25519 key. Take both from a
+/// certificate that passed [`crate::verify_cert`] (which refuses low-order DH keys).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Recipient {
     /// The device.

@@ -34,6 +34,9 @@ pub enum CertError {
     /// The device key is not a valid Ed25519 point.
     #[error("certificate device key is not a valid public key")]
     BadDeviceKey,
+    /// The X25519 key is a low-order point: anything sealed to it would be readable by all.
+    #[error("certificate DH key is a low-order point")]
+    BadDhKey,
     /// The label is longer than the protocol allows.
     #[error("device label too long")]
     LabelTooLong,
@@ -264,6 +267,15 @@ pub fn verify_cert(cert: &DeviceCert) -> Result<(), CertError> {
     }
     if device.is_weak() || !device.to_edwards().is_torsion_free() {
         return Err(CertError::BadDeviceKey);
+    }
+    // Sealing a new epoch to a low-order X25519 key would give an all-zero shared secret:
+    // anyone holding the delivery entry could open it.
+    let probe = StaticSecret::from([0x42; 32]);
+    if !probe
+        .diffie_hellman(&DhPublic::from(cert.dh))
+        .was_contributory()
+    {
+        return Err(CertError::BadDhKey);
     }
     let msg = cert_signed_bytes(&cert.identity, &cert.device, &cert.dh, &cert.label)?;
     let sig = ed25519_dalek::Signature::from_bytes(&cert.signature.0);

@@ -58,6 +58,6 @@ fn tampered_parameters_or_ciphertext_fail_and_weak_parameters_are_refused() {
     assert_eq!(KdfParams::new(19 * 1024, 1, 1), Err(WrapError::WeakParams));
     assert!(KdfParams::new(19 * 1024, 2, 1).is_ok());
     let rec = KdfParams::recommended();
-    assert!(rec.m_kib >= 19 * 1024 && rec.t >= 2 && rec.p >= 1);
-    assert!(KdfParams::new(rec.m_kib, rec.t, rec.p).is_ok());
+    assert!(rec.m_kib() >= 19 * 1024 && rec.t() >= 2 && rec.p() >= 1);
+    assert!(KdfParams::new(rec.m_kib(), rec.t(), rec.p()).is_ok());
 }

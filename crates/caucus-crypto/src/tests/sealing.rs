@@ -573,6 +573,12 @@ fn certificates_with_small_order_or_torsion_keys_are_refused() {
         Err(crate::keys::CertError::BadDeviceKey)
     );
     let mut bad = m.cert.clone();
+    bad.dh = [0; 32];
+    assert_eq!(
+        crate::verify_cert(&bad),
+        Err(crate::keys::CertError::BadDhKey)
+    );
+    let mut bad = m.cert.clone();
     bad.label = "other".into();
     assert_eq!(
         crate::verify_cert(&bad),
