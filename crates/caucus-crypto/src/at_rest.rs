@@ -182,7 +182,7 @@ fn ad(version: u8, purpose: &str, params: &KdfParams, salt: &[u8; 16]) -> Vec<u8
 
 impl WrappedSecret {
     /// Wraps `secret` under `passphrase`. `purpose` names what it is ("device keys",
-    /// "keyring <group>") and must match on unwrap.
+    /// "keyring of group …") and must match on unwrap.
     pub fn wrap<R: CryptoRng + ?Sized>(
         passphrase: &[u8],
         purpose: &str,

@@ -26,7 +26,7 @@
 //! `e + 1`. [`resolve_epoch`] is the rule every member applies to the same set of
 //! candidates (all `EpochKeyDelivered` entries for `e + 1` sealed under `e`):
 //!
-//! 1. **Winner**: the candidate with the smallest [`BodyId`](crate::seal::BodyId) (a hash of the
+//! 1. **Winner**: the candidate with the smallest [`BodyId`] (a hash of the
 //!    signed body, so it cannot be changed by re-sealing, and no author can aim for it
 //!    without grinding signatures). Nodes seal new entries with the winner's secret
 //!    ([`crate::epoch::Keyring::prefer`]); every candidate's secret stays in the keyring

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`keys`] | identity (Ed25519), device keys (Ed25519 + X25519), device certificates |
 //! | [`epoch`] | epoch secrets, derived keys (content, membership, topic), a group's [`Keyring`] |
-//! | [`seal`] | [`seal()`](seal::seal) / [`open()`](seal::open) envelopes, membership proofs, relay check, replay guard |
+//! | [`mod@seal`] | [`seal()`](seal::seal) / [`open()`](seal::open) envelopes, membership proofs, relay check, replay guard |
 //! | [`delivery`] | sealing a new epoch to each remaining device (Noise `N`), resolving concurrent epoch changes |
 //! | [`link`] | linking a second device: pairing code, QR payload, Noise `NNpsk0` handshake |
 //! | [`invite`] | invite tickets and the join handshake (Noise `NNpsk0`, PSK = invite secret) |
