@@ -17,6 +17,14 @@
 //! group, epoch known, membership proof, AEAD, body decoding, device signature, and the
 //! device ↔ identity binding (from a [`DeviceDirectory`] the model maintains).
 //!
+//! **Which Ed25519 check.** Proofs and body signatures are checked with ed25519-dalek's
+//! `verify` (canonical `s`, cofactorless), the same equation [`open_batch`] checks for
+//! many signatures at once, so that a node opening singly and one opening in batches
+//! accept the same entries, and relays ([`verify_proof`]) accept the same proofs as
+//! members. Keys with small-order or torsion components are refused at certificate
+//! verification, and membership keys are derived, never chosen; see `proto/THREATS.md`
+//! for the one remaining corner (a signer-crafted torsion component in `R`).
+//!
 //! **Replays.** An identical envelope is the same entry (same [`caucus_proto::EntryId`]) and
 //! is simply a duplicate. A member can, however, take a body they opened and seal it again
 //! with a new nonce: the result has a new entry id but the same signed body. [`BodyId`]
@@ -31,7 +39,7 @@ use caucus_proto::{
 };
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
-use ed25519_dalek::{Signer, VerifyingKey};
+use ed25519_dalek::{Signer, Verifier, VerifyingKey};
 use rand_core::CryptoRng;
 use std::collections::{BTreeMap, HashMap};
 use zeroize::Zeroizing;
@@ -228,7 +236,7 @@ pub fn verify_proof(envelope: &Envelope, token: &RelayToken) -> Result<(), OpenE
 
 fn check_proof(envelope: &Envelope, ad: &[u8], key: &VerifyingKey) -> Result<(), OpenError> {
     let sig = ed25519_dalek::Signature::from_bytes(&envelope.proof.0);
-    key.verify_strict(&proof_message(ad, &envelope.ciphertext), &sig)
+    key.verify(&proof_message(ad, &envelope.ciphertext), &sig)
         .map_err(|_| OpenError::BadProof)
 }
 
@@ -329,7 +337,7 @@ pub fn open(
 fn verify_body_signature(body: &Body, signed: &[u8]) -> Result<(), OpenError> {
     let key =
         VerifyingKey::from_bytes(&body.author.device.0).map_err(|_| OpenError::BadSignature)?;
-    key.verify_strict(
+    key.verify(
         signed,
         &ed25519_dalek::Signature::from_bytes(&body.signature.0),
     )
