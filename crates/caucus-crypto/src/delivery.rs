@@ -201,6 +201,16 @@ pub struct EpochCandidate {
 }
 
 impl EpochCandidate {
+    /// Builds a candidate from an opened entry; `None` if it is not a delivery.
+    pub fn from_opened(opened: &crate::seal::OpenedBody) -> Option<Self> {
+        Self::from_op(
+            opened.body_id,
+            opened.body.author.device,
+            opened.epoch,
+            &opened.body.op,
+        )
+    }
+
     /// Builds a candidate from an opened entry's parts; `None` if `op` is not a delivery.
     pub fn from_op(
         body_id: BodyId,

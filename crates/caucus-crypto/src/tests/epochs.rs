@@ -45,6 +45,9 @@ fn removed_member_cannot_open_entries_written_after_removal() {
 
     // Bob opens the delivery entry (sealed under epoch 0) and his own delivery.
     let opened = open(&delivery_env, &bob_ring, &dir).unwrap();
+    let candidate = EpochCandidate::from_opened(&opened).unwrap();
+    assert_eq!((candidate.parent_epoch, candidate.epoch), (0, 1));
+    assert!(!candidate.recipients.contains(&carol.device.device_key()));
     let (e, got) = open_delivery(
         &group(),
         &opened.body.author.device,
