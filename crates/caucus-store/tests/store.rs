@@ -1,0 +1,237 @@
+//! The store's promises: nothing readable at rest, idempotent batches, migrations from
+//! every earlier schema, and a clear error for a wrong key, a damaged file or a newer schema.
+
+#![allow(clippy::unwrap_used)]
+
+use caucus_proto::{EntryId, GroupId};
+use caucus_store::{DbKey, SCHEMA_VERSION, Store, StoreError, StoredEntry};
+use std::path::Path;
+
+fn key(b: u8) -> DbKey {
+    DbKey::from_bytes([b; 32])
+}
+
+fn entry(group: GroupId, n: u32, payload: &[u8]) -> StoredEntry {
+    let mut envelope = n.to_le_bytes().to_vec();
+    envelope.extend_from_slice(payload);
+    StoredEntry {
+        id: EntryId::of_encoded(&envelope),
+        group,
+        epoch: 1,
+        envelope,
+    }
+}
+
+/// Every byte of every file under `dir`, recursively.
+fn all_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(all_bytes(&p));
+        } else {
+            out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn nothing_readable_at_rest_in_database_or_live_wal() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("caucus.db");
+    let marker = b"MARKER-Carmen-Yilmaz-7f3a";
+    let group = GroupId([7; 16]);
+    {
+        let mut store = Store::open(&db, &key(1)).unwrap();
+        store.put_setting("display-name", marker).unwrap();
+        store.put_wrapped_key("identity", marker).unwrap();
+        let batch: Vec<_> = (0..200).map(|n| entry(group, n, marker)).collect();
+        store.insert_entries(&batch, 1).unwrap();
+        store.checkpoint().unwrap();
+        // More writes after the checkpoint stay in a live WAL while we look.
+        let batch: Vec<_> = (200..400).map(|n| entry(group, n, marker)).collect();
+        store.insert_entries(&batch, 2).unwrap();
+        let files = all_bytes(home.path());
+        assert!(
+            files.iter().any(|(name, _)| name.ends_with("-wal")),
+            "expected a live WAL"
+        );
+        for (name, bytes) in &files {
+            assert!(!contains(bytes, marker), "marker found in {name}");
+            assert!(
+                !contains(bytes, b"SQLite format 3"),
+                "plain SQLite header in {name}"
+            );
+        }
+    }
+    // And after close.
+    for (name, bytes) in all_bytes(home.path()) {
+        assert!(
+            !contains(&bytes, marker),
+            "marker found in {name} after close"
+        );
+    }
+    let store = Store::open(&db, &key(1)).unwrap();
+    assert_eq!(store.entry_count(&group).unwrap(), 400);
+    assert_eq!(
+        store.setting("display-name").unwrap().as_deref(),
+        Some(&marker[..])
+    );
+}
+
+#[test]
+fn batches_are_idempotent() {
+    let home = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&home.path().join("db"), &key(2)).unwrap();
+    let group = GroupId([1; 16]);
+    let batch: Vec<_> = (0..10).map(|n| entry(group, n, b"x")).collect();
+    let first = store.insert_entries(&batch, 1).unwrap();
+    assert_eq!(first.new.len(), 10);
+    let again = store.insert_entries(&batch[3..], 2).unwrap();
+    assert!(again.new.is_empty());
+    assert_eq!(again.duplicates, 7);
+    let mut ids: Vec<_> = batch.iter().map(|e| e.id).collect();
+    ids.sort();
+    assert_eq!(store.entry_ids(&group).unwrap(), ids);
+    assert_eq!(
+        store.entry(&batch[4].id).unwrap(),
+        Some(batch[4].envelope.clone())
+    );
+    assert!(store.entry_ids(&GroupId([2; 16])).unwrap().is_empty());
+}
+
+#[test]
+fn wrong_key_is_a_clear_error_and_harms_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("db");
+    let group = GroupId([3; 16]);
+    Store::open(&db, &key(1))
+        .unwrap()
+        .insert_entries(&[entry(group, 1, b"a")], 1)
+        .unwrap();
+    let before = std::fs::read(&db).unwrap();
+    let err = Store::open(&db, &key(9)).unwrap_err();
+    assert!(matches!(err, StoreError::Unreadable { .. }), "{err}");
+    assert!(err.to_string().contains("wrong passphrase"), "{err}");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "a wrong key changed the file"
+    );
+    assert_eq!(
+        Store::open(&db, &key(1))
+            .unwrap()
+            .entry_count(&group)
+            .unwrap(),
+        1
+    );
+}
+
+#[test]
+fn damaged_and_truncated_files_are_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("db");
+    let group = GroupId([4; 16]);
+    {
+        let mut s = Store::open(&db, &key(1)).unwrap();
+        let batch: Vec<_> = (0..500).map(|n| entry(group, n, &[0xab; 300])).collect();
+        s.insert_entries(&batch, 1).unwrap();
+        s.checkpoint().unwrap();
+    }
+    let good = std::fs::read(&db).unwrap();
+    // Truncated to half a page.
+    std::fs::write(&db, &good[..2048]).unwrap();
+    let _ = std::fs::remove_file(home.path().join("db-wal"));
+    let err = Store::open(&db, &key(1)).and_then(|s| s.check_integrity().map(|_| s));
+    assert!(err.is_err(), "a truncated database opened cleanly");
+    // Garbage instead of the first page.
+    let mut bad = good.clone();
+    bad[..4096].fill(0x5a);
+    std::fs::write(&db, &bad).unwrap();
+    let err = Store::open(&db, &key(1)).unwrap_err();
+    assert!(matches!(err, StoreError::Unreadable { .. }), "{err}");
+    // A damaged page in the middle: refused by the page HMAC when read.
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid..mid + 64].fill(0);
+    std::fs::write(&db, &bad).unwrap();
+    let outcome = Store::open(&db, &key(1)).and_then(|s| {
+        s.check_integrity()?;
+        s.entries(&group)
+    });
+    assert!(outcome.is_err(), "a damaged page went unnoticed");
+}
+
+#[test]
+fn newer_schema_is_refused_untouched() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("db");
+    {
+        let s = Store::open(&db, &key(1)).unwrap();
+        drop(s);
+        // Pretend a future caucus wrote it.
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", "01".repeat(32)))
+            .unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+    }
+    let err = Store::open(&db, &key(1)).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewerSchema { found, supported, .. } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+        "{err}"
+    );
+}
+
+#[test]
+fn migrates_from_every_earlier_schema_version() {
+    let group = GroupId([5; 16]);
+    for from in 1..=SCHEMA_VERSION {
+        let home = tempfile::tempdir().unwrap();
+        let db = home.path().join("db");
+        {
+            let mut old = Store::open_at_version(&db, &key(1), from).unwrap();
+            assert_eq!(old.schema_version().unwrap(), from);
+            // Every schema has had the entries table since version 1.
+            old.insert_entries(&[entry(group, from, b"kept")], 1)
+                .unwrap();
+        }
+        let store = Store::open(&db, &key(1)).unwrap();
+        assert_eq!(
+            store.schema_version().unwrap(),
+            SCHEMA_VERSION,
+            "from {from}"
+        );
+        assert_eq!(store.entry_count(&group).unwrap(), 1, "from {from}");
+        store.check_integrity().unwrap();
+    }
+    // And from nothing at all.
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::open_at_version(&home.path().join("db"), &key(1), 0).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 0);
+}
+
+#[test]
+fn a_reader_and_a_writer_at_once() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("db");
+    let group = GroupId([6; 16]);
+    let mut writer = Store::open(&db, &key(1)).unwrap();
+    let reader = Store::open(&db, &key(1)).unwrap();
+    for round in 0..20u32 {
+        let batch: Vec<_> = (0..50)
+            .map(|n| entry(group, round * 50 + n, b"r"))
+            .collect();
+        writer.insert_entries(&batch, 1).unwrap();
+        // The reader sees every committed batch, never a partial one.
+        assert_eq!(
+            reader.entry_count(&group).unwrap(),
+            u64::from(round + 1) * 50
+        );
+    }
+}
