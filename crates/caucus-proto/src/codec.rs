@@ -135,14 +135,16 @@ fn map_decode_error(e: bincode::error::DecodeError, limit: usize) -> DecodeError
 }
 
 /// Serde glue for fixed-size byte arrays of any length: written as the bare bytes, no
-/// length prefix (serde's own array support stops at 32).
-pub(crate) mod fixed {
+/// length prefix (serde's own array support stops at 32). Use as
+/// `#[serde(with = "caucus_proto::codec::fixed")]`.
+pub mod fixed {
     use serde::de::{Error, SeqAccess, Visitor};
     use serde::ser::SerializeTuple;
     use serde::{Deserializer, Serializer};
     use std::fmt;
 
-    pub(crate) fn serialize<S: Serializer, const N: usize>(
+    /// Writes the array as `N` bare bytes.
+    pub fn serialize<S: Serializer, const N: usize>(
         bytes: &[u8; N],
         s: S,
     ) -> Result<S::Ok, S::Error> {
@@ -153,7 +155,8 @@ pub(crate) mod fixed {
         t.end()
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+    /// Reads exactly `N` bytes.
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
         d: D,
     ) -> Result<[u8; N], D::Error> {
         struct ArrayVisitor<const N: usize>;
@@ -177,17 +180,20 @@ pub(crate) mod fixed {
 }
 
 /// Serde glue for variable-length byte strings: a varint length and the raw bytes,
-/// decoded in one read instead of byte by byte.
-pub(crate) mod bytes {
+/// decoded in one read instead of byte by byte. Use as
+/// `#[serde(with = "caucus_proto::codec::bytes")]` on a `Vec<u8>`.
+pub mod bytes {
     use serde::de::{SeqAccess, Visitor};
     use serde::{Deserializer, Serializer};
     use std::fmt;
 
-    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    /// Writes a varint length and the bytes.
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(bytes)
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    /// Reads a varint length and that many bytes (bounded by the codec's limit).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         struct BytesVisitor;
         impl<'de> Visitor<'de> for BytesVisitor {
             type Value = Vec<u8>;

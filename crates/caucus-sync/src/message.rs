@@ -163,7 +163,7 @@ pub struct Hello {
     /// The group both sides sync.
     pub group: GroupId,
     /// Membership proof, opaque to this crate (see [`crate::session`] on authentication).
-    #[serde(with = "blob")]
+    #[serde(with = "caucus_proto::codec::bytes")]
     pub proof: Vec<u8>,
 }
 
@@ -191,7 +191,7 @@ pub struct WireRange {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WireBound {
     /// A prefix of at most 32 bytes, zero-padded to a full bound.
-    Prefix(#[serde(with = "blob")] Vec<u8>),
+    Prefix(#[serde(with = "caucus_proto::codec::bytes")] Vec<u8>),
     /// After every id.
     End,
 }
@@ -233,7 +233,7 @@ pub struct Entries {
 
 /// An opaque byte string, sent as a varint length and the raw bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Blob(#[serde(with = "blob")] pub Vec<u8>);
+pub struct Blob(#[serde(with = "caucus_proto::codec::bytes")] pub Vec<u8>);
 
 /// A validated range of a received [`Reconcile`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -354,41 +354,6 @@ fn check_ids(range: &IdRange, ids: &[EntryId]) -> Result<(), SyncError> {
         return Err(SyncError::BadIds("id outside its range"));
     }
     Ok(())
-}
-
-/// Serde glue for byte strings: a varint length and the raw bytes, read in one go.
-mod blob {
-    use serde::de::{SeqAccess, Visitor};
-    use serde::{Deserializer, Serializer};
-    use std::fmt;
-
-    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(bytes)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct BlobVisitor;
-        impl<'de> Visitor<'de> for BlobVisitor {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
-                let mut out = Vec::new();
-                while let Some(b) = seq.next_element()? {
-                    out.push(b);
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_byte_buf(BlobVisitor)
-    }
 }
 
 #[cfg(test)]
