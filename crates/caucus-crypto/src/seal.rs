@@ -28,8 +28,11 @@
 //! **Replays.** An identical envelope is the same entry (same [`caucus_proto::EntryId`]) and
 //! is simply a duplicate. A member can, however, take a body they opened and seal it again
 //! with a new nonce: the result has a new entry id but the same signed body. [`BodyId`]
-//! (BLAKE3 of the signed bytes) names the body; the store keeps one entry per body id
-//! (a unique index), and [`ReplayGuard`] is the in-memory form of that check.
+//! (BLAKE3 of the signed bytes) names the body. Both envelopes stay stored and synced (a
+//! store that refused one copy would leave two nodes holding different copies and
+//! offering them to each other forever); the model folds every copy of one event as one,
+//! keeping the copy with the smallest entry id, so a replay changes no state.
+//! [`ReplayGuard`] reports a re-sealed copy for callers that want to log or score it.
 
 use crate::epoch::{EpochKeys, KeyId, Keyring, RelayToken};
 use crate::keys::{DeviceKeys, verify_cert};
@@ -435,9 +438,9 @@ pub enum Seen {
 /// Most body ids a [`ReplayGuard`] remembers before refusing to grow.
 pub const MAX_REPLAY_GUARD_ENTRIES: usize = 1 << 22;
 
-/// In-memory replay check: one entry id per body id. The store enforces the same rule
-/// durably with a unique index on the body id; this type is for tests, relays without
-/// a store, and as the reference behaviour.
+/// In-memory replay check: one entry id per body id. Reports a re-sealed copy of a body
+/// already seen under another entry id (the model folds such copies as one event, so
+/// this is for diagnostics and peer scoring, not for correctness).
 #[derive(Debug, Default)]
 pub struct ReplayGuard {
     seen: HashMap<BodyId, EntryId>,
