@@ -36,6 +36,12 @@ pub enum StoreError {
     /// A stored row does not have the shape this build expects.
     #[error("stored data is malformed: {0}")]
     Malformed(&'static str),
+    /// The group is not registered in this store ([`crate::Store::add_group`]).
+    #[error("this group is not stored here")]
+    UnknownGroup,
+    /// A batch for one group carried an entry of another.
+    #[error("an entry of another group was given in this group's batch")]
+    WrongGroup,
     /// An SQLite error not covered above.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),

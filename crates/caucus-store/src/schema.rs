@@ -9,7 +9,10 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// The migrations, in order. Index `i` brings schema `i` to `i + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_entries.sql")];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_entries.sql"),
+    include_str!("../migrations/0002_bodies_and_views.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -37,7 +37,7 @@ pub struct Inserted {
 /// daemon) or per command (the CLI): several may be open at once.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
 }
 
@@ -284,24 +284,24 @@ impl Store {
     }
 }
 
-fn is_not_a_database(e: &rusqlite::Error) -> bool {
+pub(crate) fn is_not_a_database(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
         Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt)
     )
 }
 
-fn entry_id(bytes: &[u8]) -> Result<EntryId, StoreError> {
+pub(crate) fn entry_id(bytes: &[u8]) -> Result<EntryId, StoreError> {
     <[u8; 32]>::try_from(bytes)
         .map(EntryId)
         .map_err(|_| StoreError::Malformed("entry id is not 32 bytes"))
 }
 
 /// SQLite integers are signed; u64 values are stored by bit pattern.
-fn to_sql_u64(v: u64) -> i64 {
+pub(crate) fn to_sql_u64(v: u64) -> i64 {
     v as i64
 }
 
-fn from_sql_u64(v: i64) -> u64 {
+pub(crate) fn from_sql_u64(v: i64) -> u64 {
     v as u64
 }

@@ -1,0 +1,167 @@
+//! [`caucus_sync::EntryIndex`] on the database: sync reads ids, range fingerprints and
+//! envelopes of one group straight from the `entries_by_group (group_id, id)` index.
+//!
+//! Ids are BLOBs compared by `memcmp`, which is the order of [`EntryId`]'s bytes, so a
+//! range `[lower, upper)` is `id >= lower AND id < upper`. Summaries add the ids of the
+//! range up in Rust (one index scan, 32 bytes per id); cut points take one walk.
+//!
+//! The trait's methods cannot fail, so an SQLite error answers as an empty range (sync
+//! then costs a round, never correctness: the peer asks again) and is kept for the
+//! driver to check with [`GroupIndex::take_error`].
+
+use crate::{Store, StoreError};
+use caucus_proto::{EntryId, GroupId};
+use caucus_sync::{Accumulator, Bound, EntryIndex, IdRange};
+use rusqlite::{OptionalExtension, params};
+use std::cell::RefCell;
+
+/// One group's entries as sync sees them. Made by [`Store::index`].
+#[derive(Debug)]
+pub struct GroupIndex<'a> {
+    store: &'a Store,
+    group: GroupId,
+    error: RefCell<Option<StoreError>>,
+}
+
+impl Store {
+    /// The [`EntryIndex`] of a group's entries in this store.
+    pub fn index(&self, group: GroupId) -> GroupIndex<'_> {
+        GroupIndex {
+            store: self,
+            group,
+            error: RefCell::new(None),
+        }
+    }
+}
+
+impl GroupIndex<'_> {
+    /// The first database error met since the last call, if any.
+    pub fn take_error(&self) -> Option<StoreError> {
+        self.error.borrow_mut().take()
+    }
+
+    fn keep<T>(&self, r: Result<T, StoreError>, fallback: T) -> T {
+        match r {
+            Ok(v) => v,
+            Err(e) => {
+                self.error.borrow_mut().get_or_insert(e);
+                fallback
+            }
+        }
+    }
+
+    /// Walks the ids of `range` in order, at most `limit` from position `offset`.
+    fn walk(
+        &self,
+        range: &IdRange,
+        offset: u64,
+        limit: Option<u64>,
+        f: &mut dyn FnMut(EntryId),
+    ) -> Result<(), StoreError> {
+        let Bound::At(lower) = range.lower else {
+            return Ok(());
+        };
+        if range.is_empty() {
+            return Ok(());
+        }
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let g = self.group.as_bytes().as_slice();
+        let conn = &self.store.conn;
+        let mut stmt;
+        let mut rows = match range.upper {
+            Bound::At(upper) => {
+                stmt = conn.prepare_cached(
+                    "SELECT id FROM entries WHERE group_id = ?1 AND id >= ?2 AND id < ?3
+                     ORDER BY id LIMIT ?4 OFFSET ?5",
+                )?;
+                stmt.query(params![g, lower.as_slice(), upper.as_slice(), limit, offset])?
+            }
+            Bound::End => {
+                stmt = conn.prepare_cached(
+                    "SELECT id FROM entries WHERE group_id = ?1 AND id >= ?2
+                     ORDER BY id LIMIT ?3 OFFSET ?4",
+                )?;
+                stmt.query(params![g, lower.as_slice(), limit, offset])?
+            }
+        };
+        while let Some(r) = rows.next()? {
+            let bytes = r
+                .get_ref(0)?
+                .as_blob()
+                .map_err(|_| StoreError::Malformed("entry id is not a blob"))?;
+            f(crate::store::entry_id(bytes)?);
+        }
+        Ok(())
+    }
+}
+
+impl EntryIndex for GroupIndex<'_> {
+    fn summary(&self, range: &IdRange) -> Accumulator {
+        let mut acc = Accumulator::EMPTY;
+        let r = self.walk(range, 0, None, &mut |id| acc.add(&id));
+        self.keep(r.map(|()| acc), Accumulator::EMPTY)
+    }
+
+    fn nth_id(&self, range: &IdRange, n: u64) -> Option<EntryId> {
+        let mut out = None;
+        let r = self.walk(range, n, Some(1), &mut |id| out = Some(id));
+        self.keep(r.map(|()| out), None)
+    }
+
+    fn ids_in_range(&self, range: &IdRange, limit: usize) -> Vec<EntryId> {
+        let mut out = Vec::new();
+        let r = self.walk(range, 0, Some(limit as u64), &mut |id| out.push(id));
+        self.keep(r.map(|()| out), Vec::new())
+    }
+
+    fn cut_points(&self, range: &IdRange, positions: &[u64]) -> Vec<Option<(EntryId, EntryId)>> {
+        let Some(&last) = positions.last() else {
+            return Vec::new();
+        };
+        // One walk up to the last position asked.
+        let mut ids = Vec::new();
+        let r = self.walk(range, 0, Some(last.saturating_add(1)), &mut |id| {
+            ids.push(id)
+        });
+        let ids = self.keep(r.map(|()| ids), Vec::new());
+        positions
+            .iter()
+            .map(|&p| {
+                let at = usize::try_from(p).ok()?;
+                Some((*ids.get(at.checked_sub(1)?)?, *ids.get(at)?))
+            })
+            .collect()
+    }
+
+    fn contains(&self, id: &EntryId) -> bool {
+        let r = self
+            .store
+            .conn
+            .prepare_cached("SELECT 1 FROM entries WHERE id = ?1 AND group_id = ?2")
+            .and_then(|mut s| {
+                s.exists(params![
+                    id.as_bytes().as_slice(),
+                    self.group.as_bytes().as_slice()
+                ])
+            })
+            .map_err(StoreError::from);
+        self.keep(r, false)
+    }
+
+    fn get(&self, id: &EntryId) -> Option<Vec<u8>> {
+        let r = self
+            .store
+            .conn
+            .prepare_cached("SELECT envelope FROM entries WHERE id = ?1 AND group_id = ?2")
+            .and_then(|mut s| {
+                s.query_row(
+                    params![id.as_bytes().as_slice(), self.group.as_bytes().as_slice()],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .map_err(StoreError::from);
+        self.keep(r, None)
+    }
+}
