@@ -84,12 +84,17 @@ impl Store {
             Err(e) if is_not_a_database(&e) => return Err(unreadable()),
             Err(e) => return Err(e.into()),
         }
+        // cache_size: 64 MiB. Every page SQLCipher reads is decrypted and authenticated,
+        // so a cache holding a group's working set (random entry ids land on random
+        // pages) matters far more than with plain SQLite: with the 2 MiB default a
+        // 60,000-entry batch spilled and re-read pages, 4x slower.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA temp_store = MEMORY;
              PRAGMA foreign_keys = ON;
-             PRAGMA secure_delete = ON;",
+             PRAGMA secure_delete = ON;
+             PRAGMA cache_size = -65536;",
         )
         .map_err(|e| {
             if is_not_a_database(&e) {
