@@ -97,7 +97,9 @@ impl Store {
             return if known == founder {
                 Ok(())
             } else {
-                Err(StoreError::Malformed("group registered with another founder"))
+                Err(StoreError::Malformed(
+                    "group registered with another founder",
+                ))
             };
         }
         let state = State::new(founder);
@@ -116,7 +118,9 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT group_id, founder FROM groups ORDER BY group_id")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
         let mut out = Vec::new();
         for row in rows {
             let (g, f) = row?;
@@ -136,9 +140,7 @@ impl Store {
 
     /// Folds every stored body of a registered group (see the module docs).
     pub fn load_group(&self, group: &GroupId) -> Result<GroupState, StoreError> {
-        let founder = self
-            .founder(group)?
-            .ok_or(StoreError::UnknownGroup)?;
+        let founder = self.founder(group)?.ok_or(StoreError::UnknownGroup)?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, epoch, body FROM entries WHERE group_id = ?1 AND body IS NOT NULL",
         )?;

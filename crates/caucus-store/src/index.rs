@@ -75,7 +75,13 @@ impl GroupIndex<'_> {
                     "SELECT id FROM entries WHERE group_id = ?1 AND id >= ?2 AND id < ?3
                      ORDER BY id LIMIT ?4 OFFSET ?5",
                 )?;
-                stmt.query(params![g, lower.as_slice(), upper.as_slice(), limit, offset])?
+                stmt.query(params![
+                    g,
+                    lower.as_slice(),
+                    upper.as_slice(),
+                    limit,
+                    offset
+                ])?
             }
             Bound::End => {
                 stmt = conn.prepare_cached(

@@ -7,7 +7,9 @@
 
 use crate::group::identity;
 use crate::store::{entry_id, from_sql_u64};
-use crate::views::{ContactRow, DeviceRow, FollowupRow, MemberRow, NoteRow, NoticeRow, from_ord_u64, ord_u64};
+use crate::views::{
+    ContactRow, DeviceRow, FollowupRow, MemberRow, NoteRow, NoticeRow, from_ord_u64, ord_u64,
+};
 use crate::{Store, StoreError};
 use caucus_model::{
     ContactFilter, Delivery, RatingCounts, RatingFilter, ShareBase, SupportShare, WorkplaceMap,
@@ -178,8 +180,9 @@ impl Store {
 
     /// Every contact row of the group, removed ones included, by id.
     pub fn all_contacts(&self, group: &GroupId) -> Result<Vec<ContactRow>, StoreError> {
-        let sql =
-            format!("SELECT {CONTACT_COLUMNS} FROM v_contacts WHERE group_id = ?1 ORDER BY contact_id");
+        let sql = format!(
+            "SELECT {CONTACT_COLUMNS} FROM v_contacts WHERE group_id = ?1 ORDER BY contact_id"
+        );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut rows = stmt.query([group.as_bytes().as_slice()])?;
         let mut out = Vec::new();
@@ -235,7 +238,10 @@ impl Store {
              WHERE group_id = ?1 AND contact_id = ?2 AND removed = 0"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(params![group.as_bytes().as_slice(), id.as_bytes().as_slice()])?;
+        let mut rows = stmt.query(params![
+            group.as_bytes().as_slice(),
+            id.as_bytes().as_slice()
+        ])?;
         let Some(r) = rows.next()? else {
             return Ok(None);
         };
@@ -489,11 +495,13 @@ impl Store {
     /// when no headcount is set), as [`caucus_model::State::support_share`].
     pub fn support_share(&self, group: &GroupId) -> Result<SupportShare, StoreError> {
         let g = group.as_bytes().as_slice();
-        let (supportive, total): (u32, u32) = self.conn.prepare_cached(
-            "SELECT coalesce(sum(rating <= 2), 0), count(*) FROM v_contacts
+        let (supportive, total): (u32, u32) = self
+            .conn
+            .prepare_cached(
+                "SELECT coalesce(sum(rating <= 2), 0), count(*) FROM v_contacts
              WHERE group_id = ?1 AND removed = 0",
-        )?
-        .query_row([g], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            )?
+            .query_row([g], |r| Ok((r.get(0)?, r.get(1)?)))?;
         let campaign: Option<(Option<u32>, Option<u8>)> = self
             .conn
             .prepare_cached("SELECT headcount, target_percent FROM groups WHERE group_id = ?1")?

@@ -215,7 +215,10 @@ fn read_all(
     let mut line_at = |pos: usize| {
         let pos = pos.min(bytes.len());
         if pos > counted_to {
-            newlines += bytes[counted_to..pos].iter().filter(|&&b| b == b'\n').count() as u64;
+            newlines += bytes[counted_to..pos]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
             counted_to = pos;
         }
         1 + newlines + u64::from(bytes.get(pos) == Some(&b'\n'))
@@ -228,9 +231,9 @@ fn read_all(
                 out.push((rec, line));
             }
             Err(e) => {
-                let line = e
-                    .position()
-                    .map_or(0, |p| line_at(usize::try_from(p.byte()).unwrap_or(usize::MAX)));
+                let line = e.position().map_or(0, |p| {
+                    line_at(usize::try_from(p.byte()).unwrap_or(usize::MAX))
+                });
                 return Err(CsvError::Row {
                     file,
                     line,
@@ -298,12 +301,7 @@ const CONTACT_COLUMNS: &[&[&str]] = &[
     &["phone", "phone_number", "mobile", "handle"],
     &["rating", "support", "assessment"],
     &["tags", "tag"],
-    &[
-        "assigned_to",
-        "assigned_organizer",
-        "organizer",
-        "assignee",
-    ],
+    &["assigned_to", "assigned_organizer", "organizer", "assignee"],
 ];
 
 const N_PHONE: usize = 0;
@@ -455,9 +453,10 @@ pub fn import(
             let by = cells.text(cols[N_AUTHOR], "author", MAX_SHORT_TEXT)?;
             let date = match cells.text(cols[N_DATE], "date", MAX_SHORT_TEXT)? {
                 "" => None,
-                d => Some(d.parse::<Day>().map_err(|_| {
-                    cells.fail("date must be a real date written YYYY-MM-DD")
-                })?),
+                d => Some(
+                    d.parse::<Day>()
+                        .map_err(|_| cells.fail("date must be a real date written YYYY-MM-DD"))?,
+                ),
             };
             out.operations.push(Operation::NoteAdded {
                 contact,
@@ -542,11 +541,10 @@ pub fn export_rows(
         let Some(phone) = phone_of.get(&n.contact) else {
             continue; // a removed contact's notes stay out
         };
-        let author = n
-            .by
-            .as_deref()
-            .or_else(|| names.get(&n.author.identity).copied())
-            .unwrap_or("");
+        let author =
+            n.by.as_deref()
+                .or_else(|| names.get(&n.author.identity).copied())
+                .unwrap_or("");
         let date = n.date.unwrap_or(n.day).to_string();
         w.write_record([*phone, author, &date, &n.text])
             .map_err(&err)?;

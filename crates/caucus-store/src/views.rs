@@ -282,9 +282,7 @@ impl Prints {
     /// The prints of the rows `state` materializes to.
     pub(crate) fn of(state: &State) -> Prints {
         Prints {
-            contacts: all_contacts(state)
-                .map(|c| (c.id, print_of(c)))
-                .collect(),
+            contacts: all_contacts(state).map(|c| (c.id, print_of(c))).collect(),
             notes: state.all_notes().map(|n| n.entry).collect(),
             followups: state.followups().map(|f| (f.id, print_of(f))).collect(),
             notices: state.notices().map(|n| (n.id, print_of(n))).collect(),

@@ -82,7 +82,10 @@ fn import_into(node: &mut Node, contacts: &[u8], notes: Option<&[u8]>) -> Result
     )?;
     // Progress ends at (total, total) and never goes back.
     let total = (import.contacts + import.notes) as u64;
-    assert!(total == 0 || calls.last() == Some(&(total, total)), "{calls:?}");
+    assert!(
+        total == 0 || calls.last() == Some(&(total, total)),
+        "{calls:?}"
+    );
     assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0));
     let author = node.cast.founder.author(0);
     let base = 1_000_000 + node.group.state().len() as u64 * 10;
@@ -117,7 +120,10 @@ fn round_trip(set: &str) {
     let import = import_into(&mut node, &contacts, Some(&notes)).unwrap();
     eprintln!("import+apply {set}: {:?}", t.elapsed());
     assert!(import.ignored_columns.is_empty());
-    assert_eq!(import.contacts + 1, contacts.iter().filter(|&&b| b == b'\n').count());
+    assert_eq!(
+        import.contacts + 1,
+        contacts.iter().filter(|&&b| b == b'\n').count()
+    );
     let (mut c_out, mut n_out) = (Vec::new(), Vec::new());
     spreadsheet::export(&node.store, &GROUP, &mut c_out, &mut n_out).unwrap();
     assert_eq!(rows(&c_out), rows(&contacts), "contacts of {set}");
@@ -171,7 +177,9 @@ fn headers_in_any_case_spacing_and_order() {
 fn refused(contacts: &[u8], notes: Option<&[u8]>) -> String {
     let mut node = node();
     let before = node.store.entry_count(&GROUP).unwrap();
-    let err = import_into(&mut node, contacts, notes).unwrap_err().to_string();
+    let err = import_into(&mut node, contacts, notes)
+        .unwrap_err()
+        .to_string();
     assert_eq!(node.store.entry_count(&GROUP).unwrap(), before, "{err}");
     assert!(
         node.store
@@ -271,5 +279,8 @@ fn bad_dates_unknown_and_duplicate_phones_are_refused() {
         refused(contacts.as_bytes(), Some(notes.as_bytes())),
         "notes line 4: date must be a real date written YYYY-MM-DD"
     );
-    assert_eq!(refused(b"", None), "contacts: empty file (a header row is needed)");
+    assert_eq!(
+        refused(b"", None),
+        "contacts: empty file (a header row is needed)"
+    );
 }

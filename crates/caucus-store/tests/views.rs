@@ -12,8 +12,8 @@ use caucus_model::testing::{Cast, resealed};
 use caucus_model::{ContactFilter, OpenedEntry, RatingFilter, State};
 use caucus_proto::{BODY_VERSION, Body, Day, GroupId, Rating, Signature};
 use caucus_store::{
-    ContactRow, DbKey, DeviceRow, FollowupRow, GroupState, Incoming, MemberRow, NoteRow,
-    NoticeRow, Store, StoredEntry, VerifiedBody,
+    ContactRow, DbKey, DeviceRow, FollowupRow, GroupState, Incoming, MemberRow, NoteRow, NoticeRow,
+    Store, StoredEntry, VerifiedBody,
 };
 use proptest::prelude::*;
 
@@ -54,7 +54,10 @@ fn filters() -> Vec<ContactFilter> {
         ContactFilter::all().assignee("dana"),
         ContactFilter::all().text("WILL"),
         ContactFilter::all().text("ana"),
-        ContactFilter::all().department("Inbound").shift("day").text("o"),
+        ContactFilter::all()
+            .department("Inbound")
+            .shift("day")
+            .text("o"),
     ]
 }
 
@@ -288,5 +291,8 @@ fn views_start_with_the_founder_and_refuse_other_groups() {
     let applied = store.apply(&mut live, batch, 1).unwrap();
     assert_eq!(applied.new.len(), setup.len());
     check(&store, &live);
-    assert_eq!(store.groups().unwrap(), vec![(GROUP, cast.founder.identity)]);
+    assert_eq!(
+        store.groups().unwrap(),
+        vec![(GROUP, cast.founder.identity)]
+    );
 }
