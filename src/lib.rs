@@ -5,4 +5,8 @@
 //! a mobile shell) depend on one crate. Each layer is its own crate under `crates/`; read
 //! `ARCHITECTURE.md` first.
 
+pub use caucus_crypto as crypto;
+pub use caucus_model as model;
 pub use caucus_proto as proto;
+pub use caucus_store as store;
+pub use caucus_sync as sync;
