@@ -18,7 +18,7 @@ use caucus::crypto::delivery::{Recipient, deliver_epoch};
 use caucus::crypto::invite::{History, InviteTicket, Joiner, accept_join};
 use caucus::crypto::link::{LinkHost, LinkNewDevice, PairingCode};
 use caucus::crypto::{DeviceKeys, EpochSecret, IdentityKeypair, Keyring, OpenError};
-use caucus::model::{RatingCounts, State};
+use caucus::model::{RatingCounts, WorkplaceMap};
 use caucus::proto::{
     ContactField, ContactId, GroupId, Note, NoticeContent, NoticeId, Operation, Rating, Role,
 };
@@ -154,7 +154,7 @@ fn run() -> Result<()> {
     };
     laptop.write(campaign, now_ms(), rng)?;
     ensure!(
-        laptop.state.group_name() == Some(name),
+        laptop.state().group_name() == Some(name),
         "group name not folded"
     );
     steps.line(format!(
@@ -235,7 +235,7 @@ fn run() -> Result<()> {
     )?;
     let s = sync(&mut laptop, &mut luis_laptop)?;
     ensure!(
-        luis_laptop.state.is_member(&luis.public()),
+        luis_laptop.state().is_member(&luis.public()),
         "Luis is not a member on his own device"
     );
     steps.line(format!(
@@ -323,12 +323,12 @@ fn run() -> Result<()> {
         ensure!(
             notes
                 .iter()
-                .all(|n| r.state.all_notes().any(|x| x.entry == *n)),
+                .all(|n| r.state().all_notes().any(|x| x.entry == *n)),
             "{} lost a note",
             r.label
         );
     }
-    let c = laptop.state.contact(&rosa).context("contact missing")?;
+    let c = laptop.state().contact(&rosa).context("contact missing")?;
     ensure!(
         c.has_tag("committee") && c.has_tag("petition"),
         "a concurrent tag was lost"
@@ -354,10 +354,16 @@ fn run() -> Result<()> {
     sync(&mut laptop, &mut luis_laptop)?;
     luis_laptop.write(Operation::NoticeAcked { notice }, now_ms(), rng)?;
     sync(&mut laptop, &mut luis_laptop)?;
-    let first = laptop.state.delivered(&notice).context("notice unknown")?;
+    let first = laptop
+        .state()
+        .delivered(&notice)
+        .context("notice unknown")?;
     phone.write(Operation::NoticeAcked { notice }, now_ms(), rng)?;
     sync(&mut laptop, &mut phone)?;
-    let then = laptop.state.delivered(&notice).context("notice unknown")?;
+    let then = laptop
+        .state()
+        .delivered(&notice)
+        .context("notice unknown")?;
     ensure!(then.acked == then.total, "not every member acknowledged");
     steps.line(format!(
         "5. Dana (admin) posts an urgent notice; Luis acks: delivered to {} of {} members; Dana's phone acks: {} of {}",
@@ -373,7 +379,7 @@ fn run() -> Result<()> {
         rng,
     )?;
     let recipients: Vec<Recipient> = laptop
-        .state
+        .state()
         .current_devices()
         .map(|c| Recipient {
             device: c.device,
@@ -404,7 +410,7 @@ fn run() -> Result<()> {
     // ciphertext, as a relay or a copied disk would hand it to him.
     sync(&mut laptop, &mut luis_laptop)?;
     ensure!(
-        phone.state.all_notes().any(|n| n.entry == after),
+        phone.state().all_notes().any(|n| n.entry == after),
         "phone cannot read epoch 2"
     );
     let locked = luis_laptop.pending_error(&after);
@@ -424,7 +430,7 @@ fn run() -> Result<()> {
 
     // 7. At rest: close every store, scan the disk, reopen one.
     ensure!(
-        laptop.state.contacts().any(|c| c.name.contains(MARKER)),
+        laptop.state().contacts().any(|c| c.name.contains(MARKER)),
         "marker not planted"
     );
     let before = phone.state_hash();
@@ -439,23 +445,41 @@ fn run() -> Result<()> {
     let (files, bytes, hits) = scan_for(homes.path(), MARKER.as_bytes())?;
     ensure!(hits == 0, "{hits} plaintext hits of the marker on disk");
     steps.line(format!(
-        "7. {:?} entries stored (SQLCipher, one home each); closed; scanned {files} files, {bytes} bytes for \"{MARKER}\": 0 hits",
-        counts
+        "7. entries stored (SQLCipher, one home each): laptop {}, phone {}, Luis {} (1 unreadable to him); closed; scanned {files} files, {bytes} bytes for \"{MARKER}\": 0 hits",
+        counts[0], counts[1], counts[2]
     ));
     let phone = Replica::reopen("dana-phone", &phone_home, &at_rest)?;
+    let group = phone.keyring.group();
+    let (opened, reverified) = phone.reverify()?;
     ensure!(
         phone.state_hash() == before,
         "reopened phone folds to another state"
     );
+    ensure!(
+        reverified == before,
+        "re-opened envelopes fold to another state"
+    );
+    ensure!(
+        phone.store().state_hash(&group)? == Some(before),
+        "store views disagree"
+    );
     steps.line(format!(
-        "   reopened Dana's phone from passphrase + disk: {} entries opened, verified and folded again, same state",
-        phone.stored()?
+        "   reopened Dana's phone from passphrase + disk: stored bodies fold to the same state; {opened} envelopes opened and verified again, same state",
     ));
 
-    // 8. The workplace map and the support share.
-    let share = phone.state.support_share();
+    // 8. The workplace map and the support share, from the store's views (no fold).
+    let map = phone.store().workplace_map(&group)?;
+    let share = phone.store().support_share(&group)?;
+    ensure!(
+        map == phone.state().workplace_map(),
+        "map view disagrees with the fold"
+    );
+    ensure!(
+        share == phone.state().support_share(),
+        "share view disagrees with the fold"
+    );
     steps.line("8. workplace map (department x shift, one mark per contact, by rating):");
-    print_map(&phone.state);
+    print_map(&map);
     println!(
         "            support: {} supportive of {} workers = {:.2}%, target {}% -> {} more supporters needed",
         share.supportive,
@@ -482,8 +506,7 @@ fn bar(counts: &RatingCounts) -> String {
 }
 
 /// Department × shift, one glyph per contact, by rating.
-fn print_map(state: &State) {
-    let map = state.workplace_map();
+fn print_map(map: &WorkplaceMap) {
     let shifts: BTreeSet<&String> = map.by_shift.keys().collect();
     print!("            {:<10}", "workplace");
     for shift in &shifts {

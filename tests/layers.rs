@@ -176,7 +176,7 @@ fn committee(seed: u64) -> Committee {
         )
         .unwrap();
     sync(&mut laptop, &mut phone).unwrap();
-    assert!(laptop.state.contains(&linked_entry));
+    assert!(laptop.state().contains(&linked_entry));
     assert_same(&[&laptop, &phone]);
 
     // Luis: ticket as text, join handshake, the join recorded by Dana.
@@ -214,8 +214,8 @@ fn committee(seed: u64) -> Committee {
     sync(&mut laptop, &mut luis_laptop).unwrap();
     sync(&mut laptop, &mut phone).unwrap();
     assert_same(&[&laptop, &phone, &luis_laptop]);
-    assert!(luis_laptop.state.is_member(&luis.public()));
-    assert_eq!(laptop.state.current_devices().count(), 3);
+    assert!(luis_laptop.state().is_member(&luis.public()));
+    assert_eq!(laptop.state().current_devices().count(), 3);
 
     Committee {
         homes,
@@ -282,13 +282,13 @@ fn campaign(c: &mut Committee) -> (Vec<EntryId>, EntryId) {
     sync(&mut c.laptop, &mut c.phone).unwrap();
     assert_same(&[&c.laptop, &c.phone, &c.luis_laptop]);
     for replica in [&c.laptop, &c.phone, &c.luis_laptop] {
-        let held: BTreeSet<EntryId> = replica.state.all_notes().map(|n| n.entry).collect();
+        let held: BTreeSet<EntryId> = replica.state().all_notes().map(|n| n.entry).collect();
         assert!(
             notes.iter().all(|n| held.contains(n)),
             "{} lost a note",
             replica.label
         );
-        let contact = replica.state.contact(&rosa).unwrap();
+        let contact = replica.state().contact(&rosa).unwrap();
         assert!(contact.has_tag("committee") && contact.has_tag("petition"));
     }
 
@@ -312,7 +312,7 @@ fn campaign(c: &mut Committee) -> (Vec<EntryId>, EntryId) {
             .unwrap();
         sync(&mut c.laptop, w).unwrap();
     }
-    let delivered = c.laptop.state.delivered(&notice).unwrap();
+    let delivered = c.laptop.state().delivered(&notice).unwrap();
     assert_eq!((delivered.acked, delivered.total), (2, 2));
 
     // Dana removes Luis and delivers epoch 2 to the remaining devices.
@@ -322,7 +322,7 @@ fn campaign(c: &mut Committee) -> (Vec<EntryId>, EntryId) {
         .unwrap();
     let recipients: Vec<Recipient> = c
         .laptop
-        .state
+        .state()
         .current_devices()
         .map(|d| Recipient {
             device: d.device,
@@ -367,16 +367,16 @@ fn partition_heals_and_a_removed_member_is_locked_out() {
 
     // The phone reads the note written after the removal; Luis's device holds its
     // ciphertext and cannot open it, and was not sent the new epoch.
-    assert!(c.phone.state.all_notes().any(|n| n.entry == after));
+    assert!(c.phone.state().all_notes().any(|n| n.entry == after));
     assert_eq!(
         c.luis_laptop.pending_error(&after),
         Some(&OpenError::UnknownEpoch { epoch: 2 })
     );
     assert!(c.luis_laptop.not_for_me().contains(&2));
     assert!(c.luis_laptop.keyring.get(2).is_none());
-    assert!(!c.luis_laptop.state.all_notes().any(|n| n.entry == after));
-    assert!(!c.luis_laptop.state.is_member(&c.luis.public()));
-    assert_eq!(c.laptop.state.all_notes().count(), notes.len());
+    assert!(!c.luis_laptop.state().all_notes().any(|n| n.entry == after));
+    assert!(!c.luis_laptop.state().is_member(&c.luis.public()));
+    assert_eq!(c.laptop.state().all_notes().count(), notes.len());
     for r in [&c.laptop, &c.phone, &c.luis_laptop] {
         assert!(r.refused().is_empty(), "{} refused entries", r.label);
     }
@@ -385,7 +385,7 @@ fn partition_heals_and_a_removed_member_is_locked_out() {
 #[test]
 fn stores_reopen_to_the_same_state_and_hold_nothing_readable() {
     let mut c = committee(2);
-    campaign(&mut c);
+    let (_, after) = campaign(&mut c);
     let hashes: Vec<[u8; 32]> = [&c.laptop, &c.phone, &c.luis_laptop]
         .iter()
         .map(|r| r.state_hash())
@@ -394,7 +394,7 @@ fn stores_reopen_to_the_same_state_and_hold_nothing_readable() {
         .iter()
         .map(|r| r.stored().unwrap())
         .collect();
-    assert!(c.laptop.state.contacts().any(|x| x.name.contains(MARKER)));
+    assert!(c.laptop.state().contacts().any(|x| x.name.contains(MARKER)));
     let homes: Vec<_> = [&c.laptop, &c.phone, &c.luis_laptop]
         .iter()
         .map(|r| (r.label, r.home().to_owned()))
@@ -417,8 +417,28 @@ fn stores_reopen_to_the_same_state_and_hold_nothing_readable() {
     for (((label, home), hash), count) in homes.into_iter().zip(hashes).zip(counts) {
         let r = Replica::reopen(label, &home, &AT_REST).unwrap();
         assert_eq!(r.stored().unwrap(), count, "{label}");
+        // The store's fold of its bodies, its views, and a fresh crypto pass over every
+        // envelope all agree with the state before closing.
         assert_eq!(r.state_hash(), hash, "{label} folds to another state");
+        let group = r.keyring.group();
+        assert_eq!(
+            r.store().state_hash(&group).unwrap(),
+            Some(hash),
+            "{label} views"
+        );
+        assert_eq!(r.reverify().unwrap().1, hash, "{label} re-opened");
+        assert_eq!(
+            r.store().workplace_map(&group).unwrap(),
+            r.state().workplace_map()
+        );
     }
+    // Luis's device kept the note written after his removal as ciphertext only.
+    let luis =
+        Replica::reopen("luis-laptop", &c.homes.path().join("luis-laptop"), &AT_REST).unwrap();
+    assert_eq!(
+        luis.pending_error(&after),
+        Some(&OpenError::UnknownEpoch { epoch: 2 })
+    );
     let wrong = AtRest {
         passphrase: b"wrong",
         ..AT_REST
@@ -445,7 +465,7 @@ fn any_delivery_order_folds_to_the_same_state() {
         let device = DeviceKeys::from_secret_bytes(&c.phone_secrets.0).unwrap();
         let ring = Keyring::from_secret_bytes(&c.phone_secrets.1).unwrap();
         let home = c.homes.path().join(format!("observer-{round}"));
-        let founder = c.laptop.state.founder();
+        let founder = c.laptop.state().founder();
         let mut fresh = Replica::create(
             "observer", &home, device, ring, founder, &AT_REST, &mut c.rng,
         )
@@ -495,7 +515,7 @@ fn an_altered_or_foreign_entry_is_refused_and_harms_nothing() {
     assert_eq!(c.phone.refused().len(), 2);
     // The original is a duplicate; nothing changed.
     assert_eq!(c.phone.receive([bytes]).unwrap().opened, 0);
-    assert!(c.phone.state.contains(&id));
+    assert!(c.phone.state().contains(&id));
     assert_eq!(c.phone.state_hash(), hash);
     assert_eq!(c.phone.stored().unwrap(), stored);
 
@@ -520,8 +540,8 @@ fn an_altered_or_foreign_entry_is_refused_and_harms_nothing() {
     let rogue_id = EntryId::of_encoded(&rogue);
     c.phone.receive([rogue]).unwrap();
     assert_eq!(
-        c.phone.state.status(&rogue_id),
+        c.phone.state().status(&rogue_id),
         Some(caucus::model::Outcome::Rejected(Reason::NotAMember))
     );
-    assert!(!c.phone.state.all_notes().any(|n| n.entry == rogue_id));
+    assert!(!c.phone.state().all_notes().any(|n| n.entry == rogue_id));
 }

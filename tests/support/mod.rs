@@ -29,8 +29,8 @@ use caucus::crypto::seal::DeviceDirectory;
 use caucus::crypto::{DeviceKeys, Keyring, OpenError, open_batch, seal};
 use caucus::model::{OpenedEntry, Outcome, State};
 use caucus::proto::{DeviceKey, EntryId, Envelope, Hlc, IdentityKey, Operation};
-use caucus::store::{DbKey, Store, StoredEntry};
-use caucus::sync::{AcceptAll, Config, Event, MemoryIndex, Role, Session};
+use caucus::store::{DbKey, GroupState, Incoming, Store, StoredEntry, VerifiedBody};
+use caucus::sync::{AcceptAll, Config, Event, Role, Session};
 use rand_core::CryptoRng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -83,8 +83,8 @@ pub(crate) struct Replica {
     pub(crate) device: DeviceKeys,
     /// The group's epoch secrets this device holds.
     pub(crate) keyring: Keyring,
-    /// The fold of every entry opened so far.
-    pub(crate) state: State,
+    /// The fold of every entry opened so far, kept by the store with its views.
+    group: GroupState,
     store: Store,
     home: PathBuf,
     clock: Hlc,
@@ -149,12 +149,14 @@ impl Replica {
             wrap(at_rest, DB_KEY_PURPOSE, &*key, rng)?,
         )?;
         let mut store = Store::open(&home.join(DB_FILE), &DbKey::from_bytes(*key))?;
-        store.put_setting("founder", founder.as_bytes())?;
+        // The founder is not in the ticket or the welcome: the caller knows it out of band.
+        store.add_group(keyring.group(), founder)?;
+        let group = store.load_group(&keyring.group())?;
         Ok(Replica {
             label,
             device,
             keyring,
-            state: State::new(founder),
+            group,
             store,
             home: home.to_owned(),
             clock: Hlc::default(),
@@ -180,8 +182,10 @@ impl Replica {
         Ok(())
     }
 
-    /// Opens a closed replica again from its home and the passphrase alone: every entry
-    /// is read back from the store, opened, verified and folded anew.
+    /// Opens a closed replica again from its home and the passphrase alone: the store
+    /// folds the stored bodies (no cryptography: they were verified before they were
+    /// stored); envelopes stored without a body are tried again. [`Replica::reverify`]
+    /// opens every envelope anew.
     pub(crate) fn reopen(label: &'static str, home: &Path, at_rest: &AtRest) -> Result<Replica> {
         let key = unwrap(at_rest, DB_KEY_PURPOSE, &fs::read(home.join(DB_KEY_FILE))?)?;
         let key: [u8; 32] = key.as_slice().try_into().context("database key length")?;
@@ -194,14 +198,13 @@ impl Replica {
         };
         let device = DeviceKeys::from_secret_bytes(&wrapped(DEVICE_PURPOSE)?)?;
         let keyring = Keyring::from_secret_bytes(&wrapped(KEYRING_PURPOSE)?)?;
-        let founder = store.setting("founder")?.context("no founder recorded")?;
-        let founder = IdentityKey(founder.as_slice().try_into().context("founder length")?);
-        let stored = store.entries(&keyring.group())?;
+        let group = store.load_group(&keyring.group())?;
+        let unopened = store.unopened(&keyring.group())?;
         let mut replica = Replica {
             label,
             device,
             keyring,
-            state: State::new(founder),
+            group,
             store,
             home: home.to_owned(),
             clock: Hlc::default(),
@@ -209,7 +212,18 @@ impl Replica {
             refused: BTreeMap::new(),
             not_for_me: BTreeSet::new(),
         };
-        replica.receive(stored.into_iter().map(|e| e.envelope))?;
+        for e in unopened {
+            let envelope = Envelope::decode(&e.envelope)?;
+            replica.pending.insert(
+                e.id,
+                Pending {
+                    envelope,
+                    bytes: e.envelope,
+                    last_error: OpenError::UnknownDevice,
+                },
+            );
+        }
+        replica.receive(Vec::new())?;
         Ok(replica)
     }
 
@@ -229,9 +243,53 @@ impl Replica {
         Ok(entries.into_iter().map(|e| e.envelope).collect())
     }
 
+    /// The fold.
+    pub(crate) fn state(&self) -> &State {
+        self.group.state()
+    }
+
+    /// The store (its views answer the organizer's queries without a fold).
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The canonical hash of the fold.
     pub(crate) fn state_hash(&self) -> [u8; 32] {
-        self.state.state_hash()
+        self.state().state_hash()
+    }
+
+    /// Opens every stored envelope again with the crypto layer and folds the bodies
+    /// into a fresh state: (entries opened, state hash). Entries this device cannot read
+    /// (an epoch it never got) stay out, as they did when they arrived.
+    pub(crate) fn reverify(&self) -> Result<(usize, [u8; 32])> {
+        let mut state = State::new(self.state().founder());
+        let mut left = Vec::new();
+        for e in self.store.entries(&self.keyring.group())? {
+            left.push((e.id, Envelope::decode(&e.envelope)?));
+        }
+        let mut count = 0;
+        loop {
+            let envelopes: Vec<Envelope> = left.iter().map(|(_, e)| e.clone()).collect();
+            let results = open_batch(&envelopes, &self.keyring, &Directory(&state));
+            let mut opened = Vec::new();
+            let mut rest = Vec::new();
+            for ((id, envelope), result) in left.into_iter().zip(results) {
+                match result {
+                    Ok(body) => opened.push(OpenedEntry::new(id, body.epoch, body.body)),
+                    Err(OpenError::UnknownDevice | OpenError::UnknownEpoch { .. }) => {
+                        rest.push((id, envelope));
+                    }
+                    Err(e) => bail!("{}: stored entry {id} does not verify: {e}", self.label),
+                }
+            }
+            if opened.is_empty() {
+                break;
+            }
+            count += opened.len();
+            state.extend(opened);
+            left = rest;
+        }
+        Ok((count, state.state_hash()))
     }
 
     /// Why an entry is still unread, if it is waiting.
@@ -274,28 +332,31 @@ impl Replica {
         let bytes = envelope.encode()?;
         let id = EntryId::of_encoded(&bytes);
         self.receive([bytes])?;
-        match self.state.status(&id) {
+        match self.state().status(&id) {
             Some(Outcome::Applied) => Ok(id),
             other => bail!("{}: own {kind} entry not applied: {other:?}", self.label),
         }
     }
 
-    /// Takes encoded envelopes from anywhere (own writes, a peer, the disk): decodes,
-    /// opens and verifies them in batches, stores the ones that open, folds them, and
-    /// picks up epoch keys delivered to this device. Retries waiting entries while any
-    /// progress is made.
+    /// Takes encoded envelopes from anywhere (own writes, a peer): decodes, opens and
+    /// verifies them in batches, stores and folds the ones that open (`Store::apply`:
+    /// envelope, body, fold and views in one durable transaction), and picks up epoch
+    /// keys delivered to this device. Retries waiting entries while any progress is made;
+    /// what still cannot be opened is stored without a body (sync offers it on).
     pub(crate) fn receive(
         &mut self,
         envelopes: impl IntoIterator<Item = Vec<u8>>,
     ) -> Result<Received> {
         let mut out = Received::default();
+        let mut fresh = BTreeSet::new();
         for bytes in envelopes {
             let id = EntryId::of_encoded(&bytes);
-            if self.state.contains(&id) || self.pending.contains_key(&id) {
+            if self.state().contains(&id) || self.pending.contains_key(&id) {
                 continue;
             }
             match Envelope::decode(&bytes) {
                 Ok(envelope) => {
+                    fresh.insert(id);
                     self.pending.insert(
                         id,
                         Pending {
@@ -316,20 +377,21 @@ impl Replica {
             let ids: Vec<EntryId> = self.pending.keys().copied().collect();
             let envelopes: Vec<Envelope> =
                 self.pending.values().map(|p| p.envelope.clone()).collect();
-            let results = open_batch(&envelopes, &self.keyring, &Directory(&self.state));
+            let results = open_batch(&envelopes, &self.keyring, &Directory(self.state()));
             let mut opened = Vec::new();
-            let mut stored = Vec::new();
+            let mut batch = Vec::new();
             for (id, result) in ids.into_iter().zip(results) {
                 match result {
                     Ok(body) => {
                         if let Some(p) = self.pending.remove(&id) {
-                            stored.push(StoredEntry {
-                                id,
-                                group: p.envelope.header.group,
-                                epoch: p.envelope.header.epoch,
-                                envelope: p.bytes,
+                            opened.push(OpenedEntry::new(id, body.epoch, body.body.clone()));
+                            batch.push(Incoming {
+                                entry: stored_entry(id, &p),
+                                body: Some(VerifiedBody {
+                                    body_id: body.body_id.0,
+                                    body: body.body,
+                                }),
                             });
-                            opened.push(OpenedEntry::new(id, body.epoch, body.body));
                         }
                     }
                     Err(e @ (OpenError::UnknownDevice | OpenError::UnknownEpoch { .. })) => {
@@ -348,8 +410,6 @@ impl Replica {
                 break;
             }
             out.opened += opened.len();
-            // Durable before it counts: the ciphertext goes to disk, then into the fold.
-            self.store.insert_entries(&stored, self.clock.wall_ms)?;
             for e in &opened {
                 self.clock = self.clock.observe(e.hlc);
             }
@@ -358,10 +418,23 @@ impl Replica {
                 .filter(|e| matches!(e.op, Operation::EpochKeyDelivered { .. }))
                 .cloned()
                 .collect();
-            self.state.extend(opened);
+            // Durable before it counts: stored, folded and the views updated, in one go.
+            self.store
+                .apply(&mut self.group, batch, self.clock.wall_ms)?;
             for e in deliveries {
                 self.take_epoch_key(&e)?;
             }
+        }
+        let waiting: Vec<Incoming> = (self.pending.iter())
+            .filter(|(id, _)| fresh.contains(*id))
+            .map(|(id, p)| Incoming {
+                entry: stored_entry(*id, p),
+                body: None,
+            })
+            .collect();
+        if !waiting.is_empty() {
+            self.store
+                .apply(&mut self.group, waiting, self.clock.wall_ms)?;
         }
         out.pending = self.pending.len();
         Ok(out)
@@ -369,7 +442,7 @@ impl Replica {
 
     /// Opens this device's share of an `EpochKeyDelivered` the fold accepted (an admin's).
     fn take_epoch_key(&mut self, entry: &OpenedEntry) -> Result<()> {
-        if self.state.status(&entry.id) != Some(Outcome::Applied) {
+        if self.state().status(&entry.id) != Some(Outcome::Applied) {
             return Ok(());
         }
         let group = self.keyring.group();
@@ -386,51 +459,60 @@ impl Replica {
         }
         Ok(())
     }
+}
 
-    /// The store's entries as the in-memory index a sync session reads.
-    fn index(&self) -> Result<MemoryIndex> {
-        let mut index = MemoryIndex::new();
-        for e in self.store.entries(&self.keyring.group())? {
-            index.insert_with_id(e.id, Some(e.envelope));
-        }
-        Ok(index)
+/// The store's row for a received envelope.
+fn stored_entry(id: EntryId, p: &Pending) -> StoredEntry {
+    StoredEntry {
+        id,
+        group: p.envelope.header.group,
+        epoch: p.envelope.header.epoch,
+        envelope: p.bytes.clone(),
     }
 }
 
-/// Reconciles two replicas with a real `caucus_sync::Session` on each side, frames
-/// passed in memory; every fetched envelope then goes through [`Replica::receive`].
+/// Reconciles two replicas with a real `caucus_sync::Session` on each side, each reading
+/// its own SQLite store through `caucus_store::GroupIndex`, frames passed in memory; every fetched envelope then goes through [`Replica::receive`].
 ///
 /// Both hellos carry an empty proof checked by `AcceptAll`: the crypto layer has no
 /// hello proof yet, and the network layer will authenticate the connection.
 pub(crate) fn sync(a: &mut Replica, b: &mut Replica) -> Result<Synced> {
     let group = a.keyring.group();
     ensure!(group == b.keyring.group(), "replicas of different groups");
-    let (index_a, index_b) = (a.index()?, b.index()?);
     let config = Config::new(group, Vec::new());
     let mut sa = Session::new(Role::Initiator, config.clone(), Box::new(AcceptAll), 0);
     let mut sb = Session::new(Role::Responder, config, Box::new(AcceptAll), 0);
     let (mut to_a, mut to_b) = (Vec::new(), Vec::new());
-    for _ in 0..MAX_SYNC_TURNS {
-        if sa.is_done() && sb.is_done() {
-            break;
-        }
-        let mut moved = false;
-        while let Some(frame) = sa.poll_transmit() {
-            moved = true;
-            sb.handle_message(0, &frame, &index_b)?;
-        }
-        while let Some(frame) = sb.poll_transmit() {
-            moved = true;
-            sa.handle_message(0, &frame, &index_a)?;
-        }
-        for (session, inbox) in [(&mut sa, &mut to_a), (&mut sb, &mut to_b)] {
-            while let Some(event) = session.poll_event() {
-                if let Event::Entry { bytes, .. } = event {
-                    inbox.push(bytes);
+    {
+        // Each session reads its side's SQLite store directly (`caucus_store::GroupIndex`).
+        let (index_a, index_b) = (a.store.index(group), b.store.index(group));
+        for _ in 0..MAX_SYNC_TURNS {
+            if sa.is_done() && sb.is_done() {
+                break;
+            }
+            let mut moved = false;
+            while let Some(frame) = sa.poll_transmit() {
+                moved = true;
+                sb.handle_message(0, &frame, &index_b)?;
+            }
+            while let Some(frame) = sb.poll_transmit() {
+                moved = true;
+                sa.handle_message(0, &frame, &index_a)?;
+            }
+            for (session, inbox) in [(&mut sa, &mut to_a), (&mut sb, &mut to_b)] {
+                while let Some(event) = session.poll_event() {
+                    if let Event::Entry { bytes, .. } = event {
+                        inbox.push(bytes);
+                    }
                 }
             }
+            ensure!(moved || (sa.is_done() && sb.is_done()), "sync stalled");
         }
-        ensure!(moved || (sa.is_done() && sb.is_done()), "sync stalled");
+        for index in [&index_a, &index_b] {
+            if let Some(e) = index.take_error() {
+                bail!("store error during sync: {e}");
+            }
+        }
     }
     ensure!(sa.is_done() && sb.is_done(), "sync did not finish");
     let (stats_a, stats_b) = (sa.stats(), sb.stats());
