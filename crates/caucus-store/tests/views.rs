@@ -296,3 +296,36 @@ fn views_start_with_the_founder_and_refuse_other_groups() {
         vec![(GROUP, cast.founder.identity)]
     );
 }
+
+#[test]
+fn a_late_membership_entry_refolds_and_views_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("db"), &DbKey::from_bytes([7; 32])).unwrap();
+    let cast = Cast::default();
+    store.add_group(GROUP, cast.founder.identity).unwrap();
+    let mut live = store.load_group(&GROUP).unwrap();
+    let all = cast.sample(11, 300, true);
+    let setup_len = cast.setup().len();
+    // Content first (most of it rejected: nobody is a member yet), the committee after.
+    let (setup, content) = all.split_at(setup_len);
+    let first = store
+        .apply(
+            &mut live,
+            content.iter().map(|e| incoming(e, true)).collect(),
+            1,
+        )
+        .unwrap();
+    assert!(!first.refolded);
+    check(&store, &live);
+    let second = store
+        .apply(
+            &mut live,
+            setup.iter().map(|e| incoming(e, true)).collect(),
+            2,
+        )
+        .unwrap();
+    assert!(second.refolded, "the committee sorts before the content");
+    check(&store, &live);
+    assert_ne!(first.state_hash, second.state_hash);
+    assert!(store.members(&GROUP).unwrap().len() > 1);
+}
