@@ -16,6 +16,13 @@
 //!    open it yet: unknown epoch or device) gets its body when applied again with one;
 //!    [`Store::unopened`] lists such envelopes.
 //!
+//! **One writer per group** (the daemon, or a CLI command while the daemon is down):
+//! the [`GroupState`] is that writer's. At its first [`Store::apply`] the writer checks
+//! that the stored state hash equals its fold and rewrites the views if not (a
+//! database from schema 1, whose envelopes have no bodies yet, starts that way), so a
+//! view can never silently lag the entries. If a batch fails, its transaction rolls
+//! back and the writer's fold is reloaded from the database.
+//!
 //! Readers (CLI commands) never fold: they query the views ([`Store::contacts`],
 //! [`Store::workplace_map`], …).
 //!

@@ -198,16 +198,19 @@ impl Store {
             return Ok(());
         }
         let mut tags: HashMap<ContactId, BTreeMap<String, bool>> = HashMap::new();
-        if rows.len() == 1 {
+        // A short listing looks its contacts' tags up by key; a long one reads them all.
+        if rows.len() <= 256 {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT tag, is_on FROM v_tags WHERE group_id = ?1 AND contact_id = ?2",
             )?;
-            let mut q = stmt.query(params![
-                group.as_bytes().as_slice(),
-                rows[0].id.as_bytes().as_slice()
-            ])?;
-            while let Some(r) = q.next()? {
-                rows[0].tags.insert(r.get(0)?, r.get(1)?);
+            for row in rows.iter_mut() {
+                let mut q = stmt.query(params![
+                    group.as_bytes().as_slice(),
+                    row.id.as_bytes().as_slice()
+                ])?;
+                while let Some(r) = q.next()? {
+                    row.tags.insert(r.get(0)?, r.get(1)?);
+                }
             }
             return Ok(());
         }
