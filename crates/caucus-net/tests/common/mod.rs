@@ -1,5 +1,11 @@
 //! Shared fixtures: a group with real epoch keys, nodes on loopback, bounded waits.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    dead_code,
+    unreachable_pub,
+    missing_docs
+)]
 
 use caucus_crypto::{DeviceKeys, EpochKeys, EpochSecret, seal};
 use caucus_net::{Config, GroupKeys, MemoryBackend, NetEvent, Network};
