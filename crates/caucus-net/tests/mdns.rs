@@ -49,9 +49,6 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-// Ignored: it passes about half the runs here (one child sometimes never sees the
-// other within 30 s); run it by hand with `--ignored` until the cause is found.
-#[ignore = "flaky: about half the runs, one namespace never discovers the other"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mdns_discovers_a_peer_in_another_namespace() {
     if std::env::var_os(CHILD_ENV).is_some() {
@@ -109,44 +106,52 @@ async fn mdns_discovers_a_peer_in_another_namespace() {
             .args(["--exact", "mdns_child", "--nocapture"])
             .env(CHILD_ENV, format!("{me},{other}"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap()
     };
-    let mut a = spawn(&na, 1, 2);
-    let mut b = spawn(&nb, 2, 1);
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let mut results = [None, None];
-    while results.iter().any(Option::is_none) && Instant::now() < deadline {
-        for (i, child) in [&mut a, &mut b].into_iter().enumerate() {
-            if results[i].is_none() {
-                if let Some(status) = child.try_wait().unwrap() {
-                    results[i] = Some(status.success());
+    let mut children = [spawn(&na, 1, 2), spawn(&nb, 2, 1)];
+    // Each child prints READY once the other is connected and in the group, then stays
+    // up (so neither leaves while the other is still connecting) until killed here.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<usize>(2);
+    let mut readers = Vec::new();
+    for (i, c) in children.iter_mut().enumerate() {
+        let out = c.stdout.take().unwrap();
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut log = String::new();
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if line.contains("CHILD READY") {
+                    let _ = tx.send(i);
                 }
+                log.push_str(&line);
+                log.push('\n');
             }
+            log
+        }));
+    }
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut ready = [false, false];
+    while !(ready[0] && ready[1]) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(i) => ready[i] = true,
+            Err(_) => break,
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for child in [&mut a, &mut b] {
-        let _ = child.kill();
+    for c in children.iter_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
     }
-    let outs: Vec<String> = [a, b]
-        .into_iter()
-        .map(|c| {
-            let o = c.wait_with_output().unwrap();
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )
-        })
-        .collect();
+    let logs: Vec<String> = readers.into_iter().map(|r| r.join().unwrap()).collect();
     assert_eq!(
-        results,
-        [Some(true), Some(true)],
+        ready,
+        [true, true],
         "children did not find each other:\n--- a ---\n{}\n--- b ---\n{}",
-        outs[0],
-        outs[1]
+        logs[0],
+        logs[1]
     );
 }
 
@@ -175,10 +180,14 @@ async fn mdns_child() {
             announced = true;
             None
         }
-        NetEvent::PeerConnected { peer, .. } if *peer == other_id => Some(()),
+        // The peer's subscription arrives only once its side of the connection is up,
+        // so neither child exits while the other is still connecting.
+        NetEvent::GroupPeer { peer, .. } if *peer == other_id => Some(()),
         _ => None,
     })
     .await;
     assert!(connected.is_some(), "no mDNS connection to {other_id}");
-    eprintln!("connected to {other_id} (announced before: {announced})");
+    println!("CHILD READY: connected to {other_id} (announced: {announced})");
+    // Stay up until the parent ends this process (bounded in case it never does).
+    let _ = wait_event(&mut n.events, Duration::from_secs(60), |_| None::<()>).await;
 }
