@@ -169,28 +169,11 @@ impl Store {
 
     /// Stored envelopes of a group that have no body yet (not opened), by id.
     pub fn unopened(&self, group: &GroupId) -> Result<Vec<StoredEntry>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.select_entries(
             "SELECT id, epoch, envelope FROM entries WHERE group_id = ?1 AND body IS NULL
              ORDER BY id",
-        )?;
-        let rows = stmt.query_map([group.as_bytes().as_slice()], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, epoch, envelope) = row?;
-            out.push(StoredEntry {
-                id: entry_id(&id)?,
-                group: *group,
-                epoch: from_sql_u64(epoch),
-                envelope,
-            });
-        }
-        Ok(out)
+            group,
+        )
     }
 
     /// The id of a stored entry carrying this body, if any (the replay check).

@@ -209,9 +209,19 @@ impl Store {
 
     /// Every stored entry of a group, in ascending id order.
     pub fn entries(&self, group: &GroupId) -> Result<Vec<StoredEntry>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.select_entries(
             "SELECT id, epoch, envelope FROM entries WHERE group_id = ?1 ORDER BY id",
-        )?;
+            group,
+        )
+    }
+
+    /// Runs `sql` (selecting `id, epoch, envelope` with the group as `?1`) into entries.
+    pub(crate) fn select_entries(
+        &self,
+        sql: &str,
+        group: &GroupId,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
         let rows = stmt.query_map([group.as_bytes().as_slice()], |r| {
             Ok((
                 r.get::<_, Vec<u8>>(0)?,
