@@ -21,7 +21,7 @@
 //! candidates per epoch, and opening picks the one whose membership key verifies.
 
 use crate::secret::Secret32;
-use caucus_proto::GroupId;
+use caucus_proto::{GroupId, IdentityKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
@@ -145,6 +145,39 @@ impl EpochKeys {
         &self.secret
     }
 
+    /// Proves membership for one sync session: the epoch number (8 bytes, little
+    /// endian) then an Ed25519 signature by this epoch's membership key over
+    /// `"caucus v1 sync session" ‖ binding`. The network layer builds `binding` from the
+    /// group and both transport peer ids, so a proof cannot be replayed on another
+    /// connection. Anyone holding the epoch's relay token can check it
+    /// ([`RelayToken::verify_session`]); it says "a holder of this epoch's secret", never who.
+    pub fn sign_session(&self, binding: &[u8]) -> Vec<u8> {
+        use ed25519_dalek::Signer;
+        let mut proof = self.epoch.to_le_bytes().to_vec();
+        proof.extend_from_slice(&self.membership.sign(&session_message(binding)).to_bytes());
+        proof
+    }
+
+    /// The relay credential of this epoch: a signing key, derived from the epoch secret
+    /// (`caucus v1 epoch relay credential`), that members hand to the office relay so
+    /// it can take part in catch-up sync. It signs session proofs only: it opens no
+    /// entry and makes no envelope proof, so a seized relay yields no content and no
+    /// way to write.
+    pub fn relay_credential(&self) -> RelayCredential {
+        let m = material(&self.secret, &self.group, self.epoch);
+        let seed = Zeroizing::new(blake3::derive_key("caucus v1 epoch relay credential", &*m));
+        RelayCredential {
+            epoch: self.epoch,
+            key: SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// Whether `proof` is a relay's session proof over `binding` for this epoch.
+    pub fn verify_relay_session(&self, binding: &[u8], proof: &[u8]) -> bool {
+        let public = self.relay_credential().key.verifying_key();
+        verify_session_with(&public, self.epoch, binding, proof)
+    }
+
     pub(crate) fn content_key(&self) -> &[u8; 32] {
         &self.content_key
     }
@@ -155,6 +188,98 @@ impl EpochKeys {
 
     pub(crate) fn membership_public(&self) -> &VerifyingKey {
         &self.membership_public
+    }
+}
+
+const SESSION_DOMAIN: &[u8] = b"caucus v1 sync session";
+
+fn session_message(binding: &[u8]) -> Vec<u8> {
+    let mut m = SESSION_DOMAIN.to_vec();
+    m.extend_from_slice(binding);
+    m
+}
+
+/// The epoch a session proof ([`EpochKeys::sign_session`]) claims, if it is well formed.
+pub fn session_proof_epoch(proof: &[u8]) -> Option<u64> {
+    if proof.len() != 8 + 64 {
+        return None;
+    }
+    let mut e = [0u8; 8];
+    e.copy_from_slice(&proof[..8]);
+    Some(u64::from_le_bytes(e))
+}
+
+fn verify_session_with(key: &VerifyingKey, epoch: u64, binding: &[u8], proof: &[u8]) -> bool {
+    if session_proof_epoch(proof) != Some(epoch) {
+        return false;
+    }
+    let mut sig = [0u8; 64];
+    sig.copy_from_slice(&proof[8..]);
+    key.verify_strict(
+        &session_message(binding),
+        &ed25519_dalek::Signature::from_bytes(&sig),
+    )
+    .is_ok()
+}
+
+impl RelayToken {
+    /// Whether `proof` is [`EpochKeys::sign_session`] over `binding` by this token's epoch.
+    pub fn verify_session(&self, binding: &[u8], proof: &[u8]) -> bool {
+        match VerifyingKey::from_bytes(&self.key) {
+            Ok(key) => verify_session_with(&key, self.epoch, binding, proof),
+            Err(_) => false,
+        }
+    }
+}
+
+/// A relay's credential for one epoch of one group (see [`EpochKeys::relay_credential`]).
+/// Secret: zeroized on drop, redacted in `Debug`.
+pub struct RelayCredential {
+    epoch: u64,
+    key: SigningKey,
+}
+
+impl RelayCredential {
+    /// The epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// A session proof over `binding`, in the format of [`EpochKeys::sign_session`].
+    pub fn sign_session(&self, binding: &[u8]) -> Vec<u8> {
+        use ed25519_dalek::Signer;
+        let mut proof = self.epoch.to_le_bytes().to_vec();
+        proof.extend_from_slice(&self.key.sign(&session_message(binding)).to_bytes());
+        proof
+    }
+
+    /// The epoch (8 bytes, little endian) and the 32-byte seed. Secret.
+    pub fn to_secret_bytes(&self) -> Zeroizing<[u8; 40]> {
+        let mut b = Zeroizing::new([0u8; 40]);
+        b[..8].copy_from_slice(&self.epoch.to_le_bytes());
+        b[8..].copy_from_slice(&self.key.to_bytes());
+        b
+    }
+
+    /// Rebuilds a credential from [`RelayCredential::to_secret_bytes`].
+    pub fn from_secret_bytes(bytes: &[u8; 40]) -> Self {
+        let mut e = [0u8; 8];
+        e.copy_from_slice(&bytes[..8]);
+        let mut seed = Zeroizing::new([0u8; 32]);
+        seed.copy_from_slice(&bytes[8..]);
+        Self {
+            epoch: u64::from_le_bytes(e),
+            key: SigningKey::from_bytes(&seed),
+        }
+    }
+}
+
+impl fmt::Debug for RelayCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayCredential")
+            .field("epoch", &self.epoch)
+            .field("key", &"<redacted>")
+            .finish()
     }
 }
 
@@ -188,6 +313,7 @@ pub enum KeyringError {
 /// [`Keyring::prefer`] (see [`crate::delivery::resolve_epoch`]).
 pub struct Keyring {
     group: GroupId,
+    founder: Option<IdentityKey>,
     epochs: BTreeMap<u64, Vec<EpochKeys>>,
 }
 
@@ -195,6 +321,7 @@ pub struct Keyring {
 struct StoredKeyring {
     version: u8,
     group: GroupId,
+    founder: Option<IdentityKey>,
     epochs: Vec<(u64, Secret32)>,
 }
 
@@ -206,6 +333,7 @@ impl Keyring {
     pub fn new(group: GroupId) -> Self {
         Self {
             group,
+            founder: None,
             epochs: BTreeMap::new(),
         }
     }
@@ -213,6 +341,18 @@ impl Keyring {
     /// The group.
     pub fn group(&self) -> GroupId {
         self.group
+    }
+
+    /// The group's founder (the model's root of trust), if this keyring knows it. It
+    /// travels with the secrets inside the join welcome and the device-link grant, so a
+    /// new device learns it from the same authenticated handshake as the keys.
+    pub fn founder(&self) -> Option<IdentityKey> {
+        self.founder
+    }
+
+    /// Records the group's founder (the founding device does this once).
+    pub fn set_founder(&mut self, founder: IdentityKey) {
+        self.founder = Some(founder);
     }
 
     /// Adds `secret` as a candidate of `epoch` (idempotent); returns its key id.
@@ -285,6 +425,7 @@ impl Keyring {
         let stored = StoredKeyring {
             version: 1,
             group: self.group,
+            founder: self.founder,
             epochs: self.secrets().map(|(e, s)| (e, s.0.clone())).collect(),
         };
         caucus_proto::codec::encode::<_, MAX_KEYRING_BYTES>(&stored)
@@ -300,6 +441,7 @@ impl Keyring {
             return Err(KeyringError::Malformed("unknown keyring version".into()));
         }
         let mut ring = Keyring::new(stored.group);
+        ring.founder = stored.founder;
         for (e, s) in &stored.epochs {
             ring.insert(*e, EpochSecret(s.clone()))?;
         }
@@ -323,6 +465,7 @@ pub const MAX_SHARED_EPOCHS: usize = 256;
 #[derive(Serialize, Deserialize)]
 pub(crate) struct SharedEpochs {
     pub(crate) group: GroupId,
+    pub(crate) founder: Option<IdentityKey>,
     pub(crate) epochs: Vec<(u64, Secret32)>,
 }
 
@@ -339,6 +482,7 @@ impl SharedEpochs {
         epochs.drain(..excess);
         Self {
             group: ring.group(),
+            founder: ring.founder(),
             epochs,
         }
     }
@@ -349,6 +493,7 @@ impl SharedEpochs {
             return Err(KeyringError::Malformed("too many epochs".into()));
         }
         let mut ring = Keyring::new(self.group);
+        ring.founder = self.founder;
         for (e, s) in &self.epochs {
             ring.insert(*e, EpochSecret(s.clone()))?;
         }

@@ -36,7 +36,10 @@ mod noise;
 pub mod seal;
 pub mod secret;
 
-pub use epoch::{EpochKeys, EpochSecret, KeyId, Keyring, RelayToken, RelayTokenUpdate};
+pub use epoch::{
+    EpochKeys, EpochSecret, KeyId, Keyring, RelayCredential, RelayToken, RelayTokenUpdate,
+    session_proof_epoch,
+};
 pub use keys::{DeviceKeys, DevicePublic, IdentityKeypair, verify_cert};
 pub use seal::{
     BodyId, OpenError, OpenedBody, ReplayGuard, SealError, open, open_batch, seal, verify_proof,

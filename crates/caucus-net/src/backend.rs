@@ -72,6 +72,18 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Whether `proof` is a valid membership proof over `binding` for `group`.
     fn verify_session_proof(&self, group: &GroupId, binding: &[u8], proof: &[u8]) -> bool;
+
+    /// Answers a join or link request arriving on `/caucus/handshake/1` (see
+    /// [`crate::handshake`]): the reply, or a short reason without secrets. The default
+    /// serves none (relays, tests).
+    fn handshake(
+        &self,
+        kind: crate::handshake::HandshakeKind,
+        request: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let _ = (kind, request);
+        Err("this node does not accept joins or device links".into())
+    }
 }
 
 /// What [`MemoryBackend`] knows of one group.

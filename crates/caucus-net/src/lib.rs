@@ -31,13 +31,16 @@
 pub mod backend;
 pub mod framing;
 pub mod gossip;
+pub mod handshake;
 mod network;
 pub mod sync;
 
 pub use backend::{Backend, BackendError, GroupKeys, MemoryBackend, Validation};
+pub use handshake::{HandshakeError, HandshakeKind};
 pub use network::{Config, NetError, Network, RelayLimits};
 pub use sync::{SYNC_PROTOCOL, SyncLimits};
 
+pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
 
 use caucus_proto::{EntryId, GroupId};

@@ -9,6 +9,7 @@
 
 use crate::backend::Backend;
 use crate::gossip::{self, Verdict};
+use crate::handshake;
 use crate::sync::{self, Slots, SyncCtx, SyncLimits, SyncNote};
 use crate::{COMMAND_QUEUE, EVENT_QUEUE, NetEvent, Origin};
 use caucus_proto::{EntryId, GroupId};
@@ -205,10 +206,19 @@ enum Command {
 
 /// A handle to the running network. Cheap to clone; the swarm task stops when
 /// [`Network::shutdown`] is called or every handle is dropped.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Network {
     local: PeerId,
     commands: mpsc::Sender<Command>,
+    control: libp2p_stream::Control,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Command {
@@ -257,6 +267,11 @@ impl Network {
         };
         let slots = Arc::new(Slots::default());
         tokio::spawn(accept_loop(incoming, ctx.clone(), slots.clone()));
+        let handshakes = control
+            .accept(handshake::HANDSHAKE_PROTOCOL)
+            .map_err(|e| NetError::Build(e.to_string()))?;
+        tokio::spawn(handshake::accept_loop(handshakes, backend.clone()));
+        let handle_control = control.clone();
         let driver = Driver {
             swarm,
             backend,
@@ -277,6 +292,7 @@ impl Network {
             Network {
                 local,
                 commands: cmd_tx,
+                control: handle_control,
             },
             ev_rx,
         ))
@@ -289,6 +305,35 @@ impl Network {
 
     async fn send(&self, c: Command) -> Result<(), NetError> {
         self.commands.send(c).await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Runs one join or link handshake with the node at `addr` (which must end in
+    /// `/p2p/<peer id>`): dials it, sends `request`, returns its reply.
+    pub async fn handshake(
+        &self,
+        addr: Multiaddr,
+        kind: handshake::HandshakeKind,
+        request: &[u8],
+    ) -> Result<Vec<u8>, handshake::HandshakeError> {
+        use handshake::HandshakeError;
+        let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+            return Err(HandshakeError::Unreachable(
+                "address does not end in /p2p/<peer id>".into(),
+            ));
+        };
+        if peer != self.local {
+            // Connecting first gives the stream behaviour an address for the peer.
+            let _ = self.dial(addr).await;
+        }
+        let mut control = self.control.clone();
+        let stream = tokio::time::timeout(
+            handshake::HANDSHAKE_TIMEOUT,
+            control.open_stream(peer, handshake::HANDSHAKE_PROTOCOL),
+        )
+        .await
+        .map_err(|_| HandshakeError::Timeout(handshake::HANDSHAKE_TIMEOUT))?
+        .map_err(|e| HandshakeError::Unreachable(e.to_string()))?;
+        handshake::request(stream, kind, request).await
     }
 
     /// Listens on another address.

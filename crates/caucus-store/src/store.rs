@@ -5,10 +5,24 @@ use crate::{DbKey, StoreError};
 use caucus_proto::{EntryId, GroupId};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// How long a connection waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// SQLCipher 4.20 finishes its own set-up (`sqlcipher_extra_init`) after SQLite marks
+/// itself initialized, so a second thread opening a connection at that moment finds no
+/// crypto provider and `PRAGMA key` fails ("An error occurred with PRAGMA key or
+/// rekey"). Every open first waits here until one connection has been opened in full.
+fn sqlcipher_ready() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        // Opening any connection runs sqlite3_initialize to the end, extra init included;
+        // an error here surfaces again, with its reason, on the real open below.
+        drop(Connection::open_in_memory());
+    });
+}
 
 /// An entry as stored: its content id, the header fields the store indexes, and the
 /// encoded envelope.
@@ -66,6 +80,7 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
+        sqlcipher_ready();
         let mut conn = Connection::open_with_flags(path, flags)?;
         let unreadable = || StoreError::Unreadable {
             path: path.to_path_buf(),
@@ -252,6 +267,16 @@ impl Store {
         Ok(from_sql_u64(n))
     }
 
+    /// Total bytes of a group's stored envelopes.
+    pub fn envelope_bytes(&self, group: &GroupId) -> Result<u64, StoreError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT coalesce(sum(length(envelope)), 0) FROM entries WHERE group_id = ?1",
+            [group.as_bytes().as_slice()],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Stores a setting (small value) under `name`, replacing any previous value.
     pub fn put_setting(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         self.conn.execute(
@@ -270,6 +295,15 @@ impl Store {
                 r.get(0)
             })
             .optional()?)
+    }
+
+    /// Every setting whose name starts with `prefix`, by name.
+    pub fn settings_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT name, value FROM settings WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
+        )?;
+        let rows = stmt.query_map([prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Stores wrapped (already sealed) key material under `name`.

@@ -365,3 +365,68 @@ fn keyring_keeps_every_candidate_of_a_forked_epoch_and_opens_with_either() {
         "bounded"
     );
 }
+
+/// A sync-session proof verifies under its epoch's relay token only, over its binding
+/// only; another epoch's token, another binding or a flipped bit is refused.
+#[test]
+fn session_proofs_bind_epoch_and_session() {
+    let mut r = rng(44);
+    let s1 = EpochSecret::generate(&mut r);
+    let s2 = EpochSecret::generate(&mut r);
+    let k1 = crate::EpochKeys::derive(group(), 1, s1);
+    let k2 = crate::EpochKeys::derive(group(), 2, s2);
+    let proof = k1.sign_session(b"group|prover|verifier");
+    assert_eq!(crate::epoch::session_proof_epoch(&proof), Some(1));
+    assert!(
+        k1.relay_token()
+            .verify_session(b"group|prover|verifier", &proof)
+    );
+    assert!(
+        !k1.relay_token()
+            .verify_session(b"group|verifier|prover", &proof)
+    );
+    assert!(
+        !k2.relay_token()
+            .verify_session(b"group|prover|verifier", &proof)
+    );
+    let mut bad = proof.clone();
+    bad[20] ^= 1;
+    assert!(
+        !k1.relay_token()
+            .verify_session(b"group|prover|verifier", &bad)
+    );
+    assert!(
+        !k1.relay_token()
+            .verify_session(b"group|prover|verifier", &proof[..71])
+    );
+}
+
+/// The founder set on a keyring survives wrapping at rest and a join welcome.
+#[test]
+fn the_founder_travels_with_the_keyring() {
+    let mut r = rng(45);
+    let founder = IdentityKeypair::generate(&mut r).public();
+    let mut ring = ring_with(1, &EpochSecret::generate(&mut r));
+    ring.set_founder(founder);
+    let back = Keyring::from_secret_bytes(&ring.to_secret_bytes().unwrap()).unwrap();
+    assert_eq!(back.founder(), Some(founder));
+    let shared = crate::epoch::SharedEpochs::from_keyring(&ring, true);
+    assert_eq!(shared.into_keyring().unwrap().founder(), Some(founder));
+}
+
+/// A relay credential's session proof is accepted as a relay proof of its epoch only,
+/// and never as a member's proof; it survives its byte form.
+#[test]
+fn relay_credentials_prove_relay_sessions_only() {
+    let mut r = rng(46);
+    let k1 = crate::EpochKeys::derive(group(), 1, EpochSecret::generate(&mut r));
+    let k2 = crate::EpochKeys::derive(group(), 2, EpochSecret::generate(&mut r));
+    let cred = crate::RelayCredential::from_secret_bytes(&k1.relay_credential().to_secret_bytes());
+    let proof = cred.sign_session(b"binding");
+    assert!(k1.verify_relay_session(b"binding", &proof));
+    assert!(!k1.verify_relay_session(b"other", &proof));
+    assert!(!k2.verify_relay_session(b"binding", &proof));
+    assert!(!k1.relay_token().verify_session(b"binding", &proof));
+    let member = k1.sign_session(b"binding");
+    assert!(!k1.verify_relay_session(b"binding", &member));
+}

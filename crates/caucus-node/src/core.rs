@@ -1,0 +1,1062 @@
+//! The synchronous heart of a node: one device, its encrypted store, and the groups it
+//! belongs to. No sockets and no tasks here; [`crate::running`] puts it on the network.
+//!
+//! The path of an entry, for the device's own writes and for what peers send alike:
+//!
+//! ```text
+//! write:   Operation ─seal (crypto)─► envelope bytes ─► receive
+//! receive: bytes ─decode (proto, bounded)─► open + verify (crypto, batch)
+//!          ─► store + fold + views (caucus-store, one durable transaction)
+//! ```
+//!
+//! An entry that cannot be opened *yet* (its device's `DeviceLinked` or its epoch key
+//! has not arrived) is stored without a body (sync still offers it on) and tried again
+//! on every later receive; one that can never be opened (bad proof, altered ciphertext,
+//! forged signature) is dropped and counted, and the state does not change.
+
+use crate::NodeError;
+use crate::home::{Home, Vault};
+use caucus_crypto::at_rest::KdfParams;
+use caucus_crypto::delivery::{DeliveryError, Recipient, deliver_epoch, open_delivery};
+use caucus_crypto::invite::{
+    History, InviteId, InviteTicket, Joiner, accept_join, hello_invite_id,
+};
+use caucus_crypto::link::{LinkHost, LinkNewDevice, PairingCode};
+use caucus_crypto::seal::DeviceDirectory;
+use caucus_crypto::{
+    DeviceKeys, EpochSecret, IdentityKeypair, Keyring, OpenError, open_batch, seal,
+    session_proof_epoch, verify_proof,
+};
+use caucus_model::{OpenedEntry, Outcome, State};
+use caucus_proto::{
+    DeviceCert, DeviceKey, EntryId, Envelope, GroupId, Hlc, IdentityKey, NoticeId, Operation, Role,
+};
+use caucus_store::{DbKey, GroupState, Incoming, Store, StoredEntry, VerifiedBody};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// Settings-table prefix of stored invites (the ticket, secret included).
+const INVITE_PREFIX: &str = "invite/";
+/// Settings-table prefix of used or revoked invite ids.
+const REVOKED_PREFIX: &str = "invite-revoked/";
+/// Wrapped-keys-table prefix of group keyrings.
+const KEYRING_PREFIX: &str = "keyring/";
+
+/// The crypto layer's device directory, answered by the model's fold.
+struct Directory<'a>(&'a State);
+
+impl DeviceDirectory for Directory<'_> {
+    fn identity_of(&self, device: &DeviceKey) -> Option<IdentityKey> {
+        self.0.identity_of(device)
+    }
+}
+
+/// An entry received but not opened yet.
+#[derive(Debug)]
+struct Pending {
+    envelope: Envelope,
+    bytes: Vec<u8>,
+}
+
+/// One group as this device holds it.
+#[derive(Debug)]
+pub(crate) struct GroupCore {
+    pub(crate) keyring: Keyring,
+    pub(crate) state: GroupState,
+    pending: BTreeMap<EntryId, Pending>,
+}
+
+/// One entry [`Node::receive`] opened, stored and folded: enough for the running node
+/// to react (acknowledge an urgent notice, report an ack), no content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenedSummary {
+    /// The entry.
+    pub id: EntryId,
+    /// Its operation's short name.
+    pub kind: &'static str,
+    /// The author's identity.
+    pub author: IdentityKey,
+    /// For a posted notice: its id and whether it is urgent.
+    pub notice: Option<(NoticeId, bool)>,
+    /// For an acknowledgement: the notice acknowledged.
+    pub ack: Option<NoticeId>,
+}
+
+/// What one [`Node::receive`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Entries opened, verified, stored and folded, in the order they were opened.
+    pub opened: Vec<OpenedSummary>,
+    /// Envelopes new to this node (opened or not).
+    pub new: usize,
+    /// Entries still waiting for a device link or an epoch key.
+    pub pending: usize,
+    /// Entries refused for good (malformed, forged, altered).
+    pub refused: usize,
+}
+
+/// A group, as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// The group id.
+    pub id: GroupId,
+    /// The committee's name for itself.
+    pub name: String,
+    /// Current members.
+    pub members: usize,
+    /// Entries held.
+    pub entries: u64,
+    /// The epoch new entries are sealed under.
+    pub epoch: u64,
+    /// This organizer's role, if a current member.
+    pub role: Option<Role>,
+}
+
+/// An invite as listed.
+#[derive(Clone, Debug)]
+pub struct InviteInfo {
+    /// Its public id.
+    pub id: InviteId,
+    /// The group.
+    pub group: GroupId,
+    /// Expiry (Unix ms).
+    pub expires_at_ms: u64,
+    /// Used or revoked.
+    pub revoked: bool,
+}
+
+/// One organizer's device: keys, store, groups.
+pub struct Node {
+    home: Home,
+    pub(crate) store: Store,
+    pub(crate) device: DeviceKeys,
+    identity: Option<IdentityKeypair>,
+    cert: DeviceCert,
+    name: String,
+    clock: Hlc,
+    pub(crate) groups: BTreeMap<GroupId, GroupCore>,
+    /// This device's own entries not yet handed to the network (see [`Node::take_outbox`]).
+    outbox: Vec<(GroupId, Vec<u8>)>,
+    /// Set when this device took a new epoch key: relays need the new token.
+    rotated: bool,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("home", &self.home.dir())
+            .field("groups", &self.groups.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn random16() -> [u8; 16] {
+    use rand::Rng;
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    b
+}
+
+fn keyring_name(group: &GroupId) -> String {
+    format!("{KEYRING_PREFIX}{}", hex::encode(group.as_bytes()))
+}
+
+impl Node {
+    /// Sets up a new organizer in `home`: an identity, this device's keys certified by
+    /// it, an empty encrypted store, and the vault wrapped under `passphrase`.
+    pub fn init(
+        home: &Path,
+        passphrase: &[u8],
+        name: &str,
+        device_label: &str,
+        params: KdfParams,
+    ) -> Result<Node, NodeError> {
+        let home = Home::new(home);
+        if home.is_initialized() {
+            return Err(NodeError::AlreadyInitialized(home.dir().to_path_buf()));
+        }
+        check_label("name", name)?;
+        check_label("device label", device_label)?;
+        let mut rng = rand::rng();
+        let identity = IdentityKeypair::generate(&mut rng);
+        let device = DeviceKeys::generate(identity.public(), &mut rng);
+        let cert = identity
+            .certify(&device.public(), device_label)
+            .map_err(|e| NodeError::Crypto(e.to_string()))?;
+        Self::create(home, passphrase, params, device, Some(identity), cert, name)
+    }
+
+    fn create(
+        home: Home,
+        passphrase: &[u8],
+        params: KdfParams,
+        device: DeviceKeys,
+        identity: Option<IdentityKeypair>,
+        cert: DeviceCert,
+        name: &str,
+    ) -> Result<Node, NodeError> {
+        use rand::Rng;
+        home.create_dir()?;
+        let mut db_key = Zeroizing::new([0u8; 32]);
+        rand::rng().fill_bytes(&mut *db_key);
+        let vault = Vault {
+            version: 1,
+            db_key: *db_key,
+            device: device.to_secret_bytes().to_vec(),
+            identity: identity.as_ref().map(|i| *i.to_secret_bytes()),
+            cert: cert.clone(),
+            name: name.to_owned(),
+        };
+        // The database first: a vault without its database would be a broken home.
+        let store = Store::open(&home.db_file(), &DbKey::from_bytes(*db_key))?;
+        home.write_vault(&vault, passphrase, params)?;
+        Ok(Node {
+            home,
+            store,
+            device,
+            identity,
+            cert,
+            name: name.to_owned(),
+            clock: Hlc::default(),
+            groups: BTreeMap::new(),
+            outbox: Vec::new(),
+            rotated: false,
+        })
+    }
+
+    /// Opens an existing home with the passphrase: one Argon2id, then every group is
+    /// loaded from its stored bodies (no cryptography: they were verified when stored)
+    /// and envelopes stored without a body are tried again.
+    pub fn open(home: &Path, passphrase: &[u8]) -> Result<Node, NodeError> {
+        let home = Home::new(home);
+        let unlocked = home.unlock(passphrase)?;
+        let store = Store::open_existing(&home.db_file(), &DbKey::from_bytes(*unlocked.db_key))
+            .map_err(|e| match e {
+                caucus_store::StoreError::Unreadable { .. } => NodeError::Corrupt(
+                    "the database does not open with this home's key (damaged or replaced)".into(),
+                ),
+                other => other.into(),
+            })?;
+        let mut node = Node {
+            home,
+            store,
+            device: unlocked.device,
+            identity: unlocked.identity,
+            cert: unlocked.cert,
+            name: unlocked.name,
+            clock: Hlc::default(),
+            groups: BTreeMap::new(),
+            outbox: Vec::new(),
+            rotated: false,
+        };
+        for (group, _founder) in node.store.groups()? {
+            node.load(group)?;
+        }
+        Ok(node)
+    }
+
+    fn load(&mut self, group: GroupId) -> Result<(), NodeError> {
+        let bytes = self
+            .store
+            .wrapped_key(&keyring_name(&group))?
+            .ok_or_else(|| NodeError::Corrupt("a group without its keyring".into()))?;
+        let keyring = Keyring::from_secret_bytes(&Zeroizing::new(bytes))
+            .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+        let state = self.store.load_group(&group)?;
+        for e in state.state().entries() {
+            self.clock = self.clock.observe(e.hlc);
+        }
+        let mut core = GroupCore {
+            keyring,
+            state,
+            pending: BTreeMap::new(),
+        };
+        for e in self.store.unopened(&group)? {
+            if let Ok(envelope) = Envelope::decode(&e.envelope) {
+                core.pending.insert(
+                    e.id,
+                    Pending {
+                        envelope,
+                        bytes: e.envelope,
+                    },
+                );
+            }
+        }
+        self.groups.insert(group, core);
+        if !self
+            .groups
+            .get(&group)
+            .is_some_and(|g| g.pending.is_empty())
+        {
+            self.receive(&group, Vec::new())?;
+        }
+        Ok(())
+    }
+
+    /// The home directory.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// The store (its views answer the organizer's queries without a fold).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The organizer's name, as given at init.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The organizer's identity key.
+    pub fn identity(&self) -> IdentityKey {
+        self.cert.identity
+    }
+
+    /// This device's signing key.
+    pub fn device_key(&self) -> DeviceKey {
+        self.device.device_key()
+    }
+
+    /// This device's certificate.
+    pub fn cert(&self) -> &DeviceCert {
+        &self.cert
+    }
+
+    /// Whether this device holds the identity key (the organizer's first device), so it
+    /// can link further devices.
+    pub fn holds_identity(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    /// The groups this device belongs to.
+    pub fn group_ids(&self) -> Vec<GroupId> {
+        self.groups.keys().copied().collect()
+    }
+
+    /// The folded state of a group.
+    pub fn state(&self, group: &GroupId) -> Result<&State, NodeError> {
+        Ok(self.core(group)?.state.state())
+    }
+
+    /// Whether an entry is held but not opened yet (waiting for a device link or an
+    /// epoch key).
+    pub fn is_waiting(&self, group: &GroupId, id: &EntryId) -> bool {
+        self.groups
+            .get(group)
+            .is_some_and(|g| g.pending.contains_key(id))
+    }
+
+    /// Why a held entry does not open now, if it does not.
+    pub fn open_error(&self, group: &GroupId, id: &EntryId) -> Option<OpenError> {
+        let g = self.groups.get(group)?;
+        let p = g.pending.get(id)?;
+        caucus_crypto::open(&p.envelope, &g.keyring, &Directory(g.state.state())).err()
+    }
+
+    /// The keyring of a group.
+    pub fn keyring(&self, group: &GroupId) -> Result<&Keyring, NodeError> {
+        Ok(&self.core(group)?.keyring)
+    }
+
+    pub(crate) fn core(&self, group: &GroupId) -> Result<&GroupCore, NodeError> {
+        self.groups.get(group).ok_or(NodeError::UnknownGroup)
+    }
+
+    /// The groups, with names and counts.
+    pub fn groups(&self) -> Result<Vec<GroupInfo>, NodeError> {
+        let me = self.identity();
+        let mut out = Vec::new();
+        for (id, g) in &self.groups {
+            let state = g.state.state();
+            out.push(GroupInfo {
+                id: *id,
+                name: state.group_name().unwrap_or("").to_owned(),
+                members: state.current_members().count(),
+                entries: self.store.entry_count(id)?,
+                epoch: g.keyring.current().map_or(0, |k| k.epoch()),
+                role: state.member(&me).filter(|m| m.is_current()).map(|m| m.role),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Picks a group by id (hex, or a prefix of it) or by name (case-insensitive);
+    /// with no selector, the only group.
+    pub fn select_group(&self, selector: Option<&str>) -> Result<GroupId, NodeError> {
+        let groups = self.groups()?;
+        let Some(sel) = selector else {
+            return match groups.as_slice() {
+                [one] => Ok(one.id),
+                [] => Err(NodeError::Usage(
+                    "this device is in no group yet: `caucus group create NAME` or `caucus join TICKET`"
+                        .into(),
+                )),
+                _ => Err(NodeError::Usage(
+                    "this device is in several groups: say which with --group".into(),
+                )),
+            };
+        };
+        let lower = sel.to_lowercase();
+        let by_name: Vec<&GroupInfo> = groups
+            .iter()
+            .filter(|g| g.name.to_lowercase() == lower)
+            .collect();
+        if let [one] = by_name.as_slice() {
+            return Ok(one.id);
+        }
+        let by_prefix: Vec<&GroupInfo> = groups
+            .iter()
+            .filter(|g| {
+                g.name.to_lowercase().starts_with(&lower)
+                    || (sel.len() >= 4 && hex::encode(g.id.as_bytes()).starts_with(&lower))
+            })
+            .collect();
+        match by_prefix.as_slice() {
+            [one] => Ok(one.id),
+            [] => Err(NodeError::Usage(format!("no group matches \"{sel}\""))),
+            _ => Err(NodeError::Usage(format!(
+                "\"{sel}\" matches several groups: give more of the name or id"
+            ))),
+        }
+    }
+
+    /// Founds a group: a fresh id and epoch-1 secret, this organizer as founder and
+    /// admin, this device linked, the name recorded.
+    pub fn create_group(&mut self, name: &str) -> Result<GroupId, NodeError> {
+        check_label("group name", name)?;
+        if self.identity.is_none() {
+            return Err(NodeError::Usage(
+                "only an organizer's first device (the one that ran init) can found a group".into(),
+            ));
+        }
+        let group = GroupId(random16());
+        let mut keyring = Keyring::new(group);
+        keyring
+            .insert(1, EpochSecret::generate(&mut rand::rng()))
+            .map_err(|e| NodeError::Crypto(e.to_string()))?;
+        keyring.set_founder(self.identity());
+        self.add_group(keyring)?;
+        self.write(
+            &group,
+            Operation::DeviceLinked {
+                cert: self.cert.clone(),
+            },
+        )?;
+        self.write(
+            &group,
+            Operation::GroupNamed {
+                name: name.to_owned(),
+            },
+        )?;
+        Ok(group)
+    }
+
+    /// Registers a group whose keyring (with its founder) this device now holds.
+    fn add_group(&mut self, keyring: Keyring) -> Result<(), NodeError> {
+        let group = keyring.group();
+        let founder = keyring
+            .founder()
+            .ok_or_else(|| NodeError::Crypto("the keyring does not name the founder".into()))?;
+        self.store.add_group(group, founder)?;
+        self.save_keyring(&keyring)?;
+        let state = self.store.load_group(&group)?;
+        self.groups.insert(
+            group,
+            GroupCore {
+                keyring,
+                state,
+                pending: BTreeMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    fn save_keyring(&mut self, keyring: &Keyring) -> Result<(), NodeError> {
+        let bytes = keyring
+            .to_secret_bytes()
+            .map_err(|e| NodeError::Crypto(e.to_string()))?;
+        self.store
+            .put_wrapped_key(&keyring_name(&keyring.group()), &bytes)?;
+        Ok(())
+    }
+
+    /// Seals `op` as this device under the group's current epoch and takes it through
+    /// [`Node::receive`]. Fails, with the model's reason, unless the fold applies it.
+    pub fn write(&mut self, group: &GroupId, op: Operation) -> Result<EntryId, NodeError> {
+        Ok(self.write_sealed(group, op)?.0)
+    }
+
+    /// [`Node::write`], also returning the encoded envelope (to publish).
+    pub fn write_sealed(
+        &mut self,
+        group: &GroupId,
+        op: Operation,
+    ) -> Result<(EntryId, Vec<u8>), NodeError> {
+        let (id, bytes, _) = self.write_received(group, op)?;
+        Ok((id, bytes))
+    }
+
+    /// [`Node::write_sealed`], also returning what the receive did.
+    pub(crate) fn write_received(
+        &mut self,
+        group: &GroupId,
+        op: Operation,
+    ) -> Result<(EntryId, Vec<u8>, Received), NodeError> {
+        let core = self.groups.get(group).ok_or(NodeError::UnknownGroup)?;
+        let keys = core
+            .keyring
+            .current()
+            .ok_or_else(|| NodeError::Crypto("no epoch key to seal with".into()))?;
+        self.clock = self.clock.tick(now_ms());
+        let envelope = seal(group, keys, &self.device, self.clock, op, &mut rand::rng())
+            .map_err(|e| NodeError::Refused(e.to_string()))?;
+        let bytes = envelope
+            .encode()
+            .map_err(|e| NodeError::Refused(e.to_string()))?;
+        let id = EntryId::of_encoded(&bytes);
+        let received = self.receive(group, vec![bytes.clone()])?;
+        match self.state(group)?.status(&id) {
+            Some(Outcome::Applied) => {
+                self.outbox.push((*group, bytes.clone()));
+                Ok((id, bytes, received))
+            }
+            Some(Outcome::Rejected(reason)) => Err(NodeError::Refused(reason.to_string())),
+            other => Err(NodeError::Refused(format!(
+                "own entry not applied: {other:?}"
+            ))),
+        }
+    }
+
+    /// This device's entries written since the last call, to publish. A running node
+    /// drains it after every operation; offline, entries go out by sync later.
+    pub fn take_outbox(&mut self) -> Vec<(GroupId, Vec<u8>)> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Whether a new epoch key arrived since the last call.
+    pub(crate) fn take_rotated(&mut self) -> bool {
+        std::mem::take(&mut self.rotated)
+    }
+
+    /// Checks an envelope's membership proof against the group's epochs, as a relay
+    /// would: `Ok(true)` valid, `Ok(false)` an epoch this device does not hold.
+    pub fn check_proof(&self, group: &GroupId, envelope: &Envelope) -> Result<bool, OpenError> {
+        let core = self.groups.get(group).ok_or(OpenError::WrongGroup)?;
+        let epoch = envelope.header.epoch;
+        let candidates = core.keyring.candidates(epoch);
+        if candidates.is_empty() {
+            return Ok(false);
+        }
+        let mut last = OpenError::BadProof;
+        for k in candidates {
+            match verify_proof(envelope, &k.relay_token()) {
+                Ok(()) => return Ok(true),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// A session proof for `/caucus/sync/1`, if this device is in the group. It is made
+    /// with the **oldest** epoch held, the one every member and the relay also hold: a
+    /// peer that has not yet received the newest epoch key must still be able to sync
+    /// (that is how it receives the key). The cost: a removed member, who keeps the old
+    /// epochs, can still fetch ciphertext it cannot open (`proto/THREATS.md`).
+    pub fn session_proof(&self, group: &GroupId, binding: &[u8]) -> Option<Vec<u8>> {
+        let core = self.groups.get(group)?;
+        let oldest = core.keyring.epochs().next()?;
+        Some(core.keyring.get(oldest)?.sign_session(binding))
+    }
+
+    /// Whether a peer's session proof is by a holder of any epoch of the group this
+    /// device knows.
+    pub fn verify_session_proof(&self, group: &GroupId, binding: &[u8], proof: &[u8]) -> bool {
+        let Some(core) = self.groups.get(group) else {
+            return false;
+        };
+        let Some(epoch) = session_proof_epoch(proof) else {
+            return false;
+        };
+        // A member's proof, or the office relay's (its credential for that epoch).
+        core.keyring.candidates(epoch).iter().any(|k| {
+            k.relay_token().verify_session(binding, proof) || k.verify_relay_session(binding, proof)
+        })
+    }
+
+    /// Takes encoded envelopes from anywhere (own writes, a peer): decodes, opens and
+    /// verifies them in batches, stores and folds the ones that open (one durable
+    /// transaction per batch), and picks up epoch keys delivered to this device. Retries
+    /// waiting entries while any progress is made; what still cannot be opened is stored
+    /// without a body.
+    pub fn receive(
+        &mut self,
+        group: &GroupId,
+        envelopes: Vec<Vec<u8>>,
+    ) -> Result<Received, NodeError> {
+        let mut out = Received::default();
+        let mut fresh = BTreeSet::new();
+        {
+            let core = self.groups.get_mut(group).ok_or(NodeError::UnknownGroup)?;
+            for bytes in envelopes {
+                let id = EntryId::of_encoded(&bytes);
+                if core.state.state().contains(&id) || core.pending.contains_key(&id) {
+                    continue;
+                }
+                match Envelope::decode(&bytes) {
+                    Ok(envelope) if envelope.header.group == *group => {
+                        fresh.insert(id);
+                        core.pending.insert(id, Pending { envelope, bytes });
+                    }
+                    _ => out.refused += 1,
+                }
+            }
+        }
+        loop {
+            let core = self.groups.get_mut(group).ok_or(NodeError::UnknownGroup)?;
+            if core.pending.is_empty() {
+                break;
+            }
+            let ids: Vec<EntryId> = core.pending.keys().copied().collect();
+            let envelopes: Vec<Envelope> =
+                core.pending.values().map(|p| p.envelope.clone()).collect();
+            let results = open_batch(&envelopes, &core.keyring, &Directory(core.state.state()));
+            let mut opened = Vec::new();
+            let mut batch = Vec::new();
+            for (id, result) in ids.into_iter().zip(results) {
+                match result {
+                    Ok(body) => {
+                        if let Some(p) = core.pending.remove(&id) {
+                            opened.push(OpenedEntry::new(id, body.epoch, body.body.clone()));
+                            batch.push(Incoming {
+                                entry: stored_entry(id, &p),
+                                body: Some(VerifiedBody {
+                                    body_id: body.body_id.0,
+                                    body: body.body,
+                                }),
+                            });
+                        }
+                    }
+                    Err(OpenError::UnknownDevice | OpenError::UnknownEpoch { .. }) => {}
+                    Err(e) => {
+                        tracing::debug!(entry = %id, "entry refused: {e}");
+                        core.pending.remove(&id);
+                        fresh.remove(&id);
+                        out.refused += 1;
+                    }
+                }
+            }
+            if opened.is_empty() {
+                break;
+            }
+            for e in &opened {
+                self.clock = self.clock.observe(e.hlc);
+            }
+            // Durable before it counts: stored, folded and the views updated, in one go.
+            self.store
+                .apply(&mut core.state, batch, self.clock.wall_ms)?;
+            let deliveries: Vec<OpenedEntry> = opened
+                .iter()
+                .filter(|e| matches!(e.op, Operation::EpochKeyDelivered { .. }))
+                .cloned()
+                .collect();
+            out.opened.extend(opened.iter().map(|e| OpenedSummary {
+                id: e.id,
+                kind: e.op.kind(),
+                author: e.author.identity,
+                notice: match &e.op {
+                    Operation::NoticePosted { notice, content } => Some((*notice, content.urgent)),
+                    _ => None,
+                },
+                ack: match &e.op {
+                    Operation::NoticeAcked { notice } => Some(*notice),
+                    _ => None,
+                },
+            }));
+            for e in deliveries {
+                self.take_epoch_key(group, &e)?;
+            }
+        }
+        let core = self.groups.get_mut(group).ok_or(NodeError::UnknownGroup)?;
+        let waiting: Vec<Incoming> = (core.pending.iter())
+            .filter(|(id, _)| fresh.contains(*id))
+            .map(|(id, p)| Incoming {
+                entry: stored_entry(*id, p),
+                body: None,
+            })
+            .collect();
+        if !waiting.is_empty() {
+            self.store
+                .apply(&mut core.state, waiting, self.clock.wall_ms)?;
+        }
+        out.new = fresh.len();
+        out.pending = core.pending.len();
+        Ok(out)
+    }
+
+    /// Opens this device's share of an `EpochKeyDelivered` the fold accepted.
+    fn take_epoch_key(&mut self, group: &GroupId, entry: &OpenedEntry) -> Result<(), NodeError> {
+        let core = self.groups.get_mut(group).ok_or(NodeError::UnknownGroup)?;
+        if core.state.state().status(&entry.id) != Some(Outcome::Applied) {
+            return Ok(());
+        }
+        match open_delivery(group, &entry.author.device, &entry.op, &self.device) {
+            Ok((epoch, secret)) => {
+                core.keyring
+                    .insert(epoch, secret)
+                    .map_err(|e| NodeError::Crypto(e.to_string()))?;
+                let bytes = core
+                    .keyring
+                    .to_secret_bytes()
+                    .map_err(|e| NodeError::Crypto(e.to_string()))?;
+                self.store.put_wrapped_key(&keyring_name(group), &bytes)?;
+                self.rotated = true;
+                tracing::info!(epoch, "new epoch key received");
+            }
+            Err(DeliveryError::NotARecipient) => {
+                tracing::info!("an epoch change this device was not given a key for");
+            }
+            Err(e) => tracing::warn!("epoch delivery does not open: {e}"),
+        }
+        Ok(())
+    }
+
+    /// Starts a new epoch: a fresh secret sealed to every current device of the group
+    /// (after a removal or revocation, the removed ones are no longer current).
+    pub fn rotate_epoch(&mut self, group: &GroupId) -> Result<u64, NodeError> {
+        let core = self.core(group)?;
+        let next = core.keyring.current().map_or(1, |k| k.epoch() + 1);
+        let recipients: Vec<Recipient> = core
+            .state
+            .state()
+            .current_devices()
+            .map(|c| Recipient {
+                device: c.device,
+                dh: c.dh,
+            })
+            .collect();
+        let secret = EpochSecret::generate(&mut rand::rng());
+        let op = deliver_epoch(
+            group,
+            next,
+            &secret,
+            &self.device.device_key(),
+            &recipients,
+            &mut rand::rng(),
+        )
+        .map_err(|e| NodeError::Crypto(e.to_string()))?;
+        self.write(group, op)?;
+        Ok(next)
+    }
+
+    /// Removes a member and moves the group to a new epoch they do not get.
+    pub fn remove_member(
+        &mut self,
+        group: &GroupId,
+        member: IdentityKey,
+    ) -> Result<u64, NodeError> {
+        self.write(group, Operation::MemberRemoved { member })?;
+        self.rotate_epoch(group)
+    }
+
+    /// Revokes a device and moves the group to a new epoch it does not get.
+    pub fn revoke_device(&mut self, group: &GroupId, device: DeviceKey) -> Result<u64, NodeError> {
+        self.write(group, Operation::DeviceRevoked { device })?;
+        self.rotate_epoch(group)
+    }
+
+    // ---- invites -------------------------------------------------------------------
+
+    /// Creates an invite to `group`, valid until `expires_at_ms`, naming `addresses` to
+    /// reach an online member. Kept (secret included) in the encrypted store so that the
+    /// running node can answer the join.
+    pub fn create_invite(
+        &mut self,
+        group: &GroupId,
+        addresses: Vec<String>,
+        expires_at_ms: u64,
+    ) -> Result<InviteTicket, NodeError> {
+        self.core(group)?;
+        let ticket = InviteTicket::create(*group, addresses, expires_at_ms, &mut rand::rng())
+            .map_err(|e| NodeError::Usage(e.to_string()))?;
+        let bytes = ticket
+            .to_bytes()
+            .map_err(|e| NodeError::Crypto(e.to_string()))?;
+        self.store.put_setting(
+            &format!("{INVITE_PREFIX}{}", hex::encode(ticket.id().0)),
+            &bytes,
+        )?;
+        Ok(ticket)
+    }
+
+    /// Marks an invite used or revoked (by id, or a unique prefix of its hex).
+    pub fn revoke_invite(&mut self, selector: &str) -> Result<InviteId, NodeError> {
+        let lower = selector.to_lowercase();
+        let matching: Vec<InviteInfo> = self
+            .invites()?
+            .into_iter()
+            .filter(|i| hex::encode(i.id.0).starts_with(&lower))
+            .collect();
+        match matching.as_slice() {
+            [one] => {
+                self.mark_invite_used(&one.id)?;
+                Ok(one.id)
+            }
+            [] => Err(NodeError::Usage(format!("no invite with id {selector}"))),
+            _ => Err(NodeError::Usage(format!(
+                "{selector} matches several invites: give more of the id"
+            ))),
+        }
+    }
+
+    fn mark_invite_used(&mut self, id: &InviteId) -> Result<(), NodeError> {
+        self.store
+            .put_setting(&format!("{REVOKED_PREFIX}{}", hex::encode(id.0)), &[1])?;
+        Ok(())
+    }
+
+    /// Invites created on this device.
+    pub fn invites(&self) -> Result<Vec<InviteInfo>, NodeError> {
+        let mut out = Vec::new();
+        for (name, bytes) in self.store.settings_with_prefix(INVITE_PREFIX)? {
+            let Ok(ticket) = InviteTicket::from_bytes(&Zeroizing::new(bytes)) else {
+                continue;
+            };
+            let revoked = self
+                .store
+                .setting(&format!("{REVOKED_PREFIX}{}", &name[INVITE_PREFIX.len()..]))?
+                .is_some();
+            out.push(InviteInfo {
+                id: ticket.id(),
+                group: ticket.group(),
+                expires_at_ms: ticket.expires_at_ms(),
+                revoked,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The member side of a join: finds the invite the hello names, checks it, runs the
+    /// handshake, records the new member and their device, and returns the welcome.
+    pub fn accept_join(&mut self, hello: &[u8]) -> Result<(GroupId, Vec<u8>), NodeError> {
+        let id = hello_invite_id(hello).map_err(|e| NodeError::Refused(e.to_string()))?;
+        let bytes = self
+            .store
+            .setting(&format!("{INVITE_PREFIX}{}", hex::encode(id.0)))?
+            .ok_or_else(|| NodeError::Refused("unknown invite".into()))?;
+        let ticket = InviteTicket::from_bytes(&Zeroizing::new(bytes))
+            .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+        let group = ticket.group();
+        let mut revoked = BTreeSet::new();
+        if self
+            .store
+            .setting(&format!("{REVOKED_PREFIX}{}", hex::encode(id.0)))?
+            .is_some()
+        {
+            revoked.insert(id);
+        }
+        let core = self.core(&group)?;
+        let (accepted, welcome) = accept_join(
+            hello,
+            &ticket,
+            now_ms(),
+            &revoked,
+            &core.keyring,
+            History::Full,
+            &mut rand::rng(),
+        )
+        .map_err(|e| NodeError::Refused(e.to_string()))?;
+        // One-time: used before anything is recorded, so a replayed hello is refused.
+        self.mark_invite_used(&id)?;
+        for op in accepted.operations(Role::Organizer) {
+            self.write(&group, op)?;
+        }
+        tracing::info!(group = %group, "a new member joined with an invite");
+        Ok((group, welcome))
+    }
+
+    /// The host side of linking a device: certifies the new device with this
+    /// organizer's identity, hands it every group's keyring, and records it in every
+    /// group. Returns the grant to send back.
+    pub fn accept_link(
+        &mut self,
+        host: LinkHost,
+        request: &[u8],
+    ) -> Result<(DeviceCert, Vec<u8>), NodeError> {
+        let identity = self.identity.as_ref().ok_or_else(|| {
+            NodeError::Usage("only the device that ran init can link new devices".into())
+        })?;
+        let rings: Vec<&Keyring> = self.groups.values().map(|g| &g.keyring).collect();
+        let (issued, grant) = host
+            .respond(request, identity, &rings)
+            .map_err(|e| NodeError::Refused(e.to_string()))?;
+        for group in self.group_ids() {
+            self.write(
+                &group,
+                Operation::DeviceLinked {
+                    cert: issued.cert.clone(),
+                },
+            )?;
+        }
+        Ok((issued.cert, grant))
+    }
+
+    /// Sets up a fresh home as a new device of an organizer, from the host's grant.
+    /// `finish` completes the Noise handshake with the grant bytes.
+    pub fn create_linked(
+        home: &Path,
+        passphrase: &[u8],
+        params: KdfParams,
+        device: DeviceKeys,
+        waiting: LinkNewDevice,
+        grant: &[u8],
+    ) -> Result<Node, NodeError> {
+        let home = Home::new(home);
+        if home.is_initialized() {
+            return Err(NodeError::AlreadyInitialized(home.dir().to_path_buf()));
+        }
+        let linked = waiting
+            .finish(grant)
+            .map_err(|e| NodeError::Refused(e.to_string()))?;
+        let device = device.with_identity(linked.identity);
+        let mut node = Self::create(home, passphrase, params, device, None, linked.cert, "")?;
+        for ring in linked.keyrings {
+            node.add_group(ring)?;
+        }
+        Ok(node)
+    }
+
+    /// The joiner side, after the welcome: registers the group with its keyring.
+    pub fn finish_join(&mut self, joiner: Joiner, welcome: &[u8]) -> Result<GroupId, NodeError> {
+        let keyring = joiner
+            .finish(welcome)
+            .map_err(|e| NodeError::Refused(e.to_string()))?;
+        let group = keyring.group();
+        if self.groups.contains_key(&group) {
+            return Err(NodeError::Usage(
+                "this device is already in that group".into(),
+            ));
+        }
+        self.add_group(keyring)?;
+        Ok(group)
+    }
+
+    /// Starts a join: the hello to send to a member holding the invite.
+    pub fn start_join(&self, ticket: &InviteTicket) -> Result<(Joiner, Vec<u8>), NodeError> {
+        let name = if self.name.is_empty() {
+            "organizer"
+        } else {
+            &self.name
+        };
+        Joiner::start(ticket, &self.cert, name, now_ms(), &mut rand::rng())
+            .map_err(|e| NodeError::Refused(e.to_string()))
+    }
+
+    /// A pairing code and the host state waiting for the new device.
+    pub fn start_link_host(&self) -> Result<(PairingCode, LinkHost), NodeError> {
+        if self.identity.is_none() {
+            return Err(NodeError::Usage(
+                "only the device that ran init can link new devices".into(),
+            ));
+        }
+        let code = PairingCode::generate(&mut rand::rng());
+        let host =
+            LinkHost::new(&code, &mut rand::rng()).map_err(|e| NodeError::Crypto(e.to_string()))?;
+        Ok((code, host))
+    }
+
+    /// The gossip topic of a group: derived from its lowest-epoch secret, so it is
+    /// opaque to anyone without the group's keys and stable across epoch changes.
+    pub fn topic(&self, group: &GroupId) -> Result<String, NodeError> {
+        let core = self.core(group)?;
+        let first = core
+            .keyring
+            .epochs()
+            .next()
+            .and_then(|e| core.keyring.get(e))
+            .ok_or_else(|| NodeError::Crypto("no epoch key".into()))?;
+        Ok(hex::encode(first.topic()))
+    }
+
+    /// What the office relay needs to serve a group: its relay tokens, relay credentials
+    /// and gossip topic, for every epoch held. No content key.
+    pub fn relay_grant(&self, group: &GroupId) -> Result<crate::relay::RelayGrant, NodeError> {
+        let core = self.core(group)?;
+        let mut tokens = Vec::new();
+        let mut credentials = Vec::new();
+        for epoch in core.keyring.epochs() {
+            for k in core.keyring.candidates(epoch) {
+                tokens.push(k.relay_token());
+                let b = k.relay_credential().to_secret_bytes();
+                let mut seed = [0u8; 32];
+                seed.copy_from_slice(&b[8..]);
+                credentials.push((epoch, seed));
+            }
+        }
+        Ok(crate::relay::RelayGrant {
+            version: 1,
+            group: *group,
+            topic: self.topic(group)?,
+            tokens,
+            credentials,
+        })
+    }
+
+    /// Relay token updates for every epoch after the oldest held, each vouched for by
+    /// the previous epoch's membership key, so a relay holding the oldest token can
+    /// follow the group to its current epoch (see `caucus_crypto::RelayTokenUpdate`).
+    pub fn token_updates(&self, group: &GroupId) -> Vec<caucus_crypto::RelayTokenUpdate> {
+        let Some(core) = self.groups.get(group) else {
+            return Vec::new();
+        };
+        let epochs: Vec<u64> = core.keyring.epochs().collect();
+        let mut out = Vec::new();
+        for pair in epochs.windows(2) {
+            let Some(parent) = core.keyring.get(pair[0]) else {
+                continue;
+            };
+            for new in core.keyring.candidates(pair[1]) {
+                out.push(caucus_crypto::RelayTokenUpdate::new(parent, new));
+            }
+        }
+        out
+    }
+
+    /// Flushes the write-ahead log into the database file.
+    pub fn checkpoint(&self) -> Result<(), NodeError> {
+        self.store.checkpoint()?;
+        Ok(())
+    }
+}
+
+/// Refuses empty, overlong or multi-line labels.
+fn check_label(what: &str, s: &str) -> Result<(), NodeError> {
+    if s.trim().is_empty() {
+        return Err(NodeError::Usage(format!("{what} must not be empty")));
+    }
+    if s.len() > caucus_proto::limits::MAX_SHORT_TEXT || s.contains(['\n', '\r']) {
+        return Err(NodeError::Usage(format!(
+            "{what} must be one line of at most {} bytes",
+            caucus_proto::limits::MAX_SHORT_TEXT
+        )));
+    }
+    Ok(())
+}
+
+/// The store's row for a received envelope.
+fn stored_entry(id: EntryId, p: &Pending) -> StoredEntry {
+    StoredEntry {
+        id,
+        group: p.envelope.header.group,
+        epoch: p.envelope.header.epoch,
+        envelope: p.bytes.clone(),
+    }
+}

@@ -1,0 +1,715 @@
+//! A [`Node`] on the network: the [`Running`] handle, its [`NodeEvent`] stream, and the
+//! `caucus-net` backend that connects the swarm to the store.
+//!
+//! The node sits behind one mutex. The swarm task calls the backend to validate and store
+//! gossiped envelopes, sync tasks call it to read the id index and store fetched
+//! batches, and the handle's methods call it to write. Each call is one short critical
+//! section (one SQLite transaction at most); nothing awaits while holding it.
+//!
+//! Urgent notices: every node that opens an urgent `NoticePosted` by someone else
+//! writes a `NoticeAcked` at once and publishes it, so the sender sees "delivered to k
+//! of n" fill up as acknowledgements arrive.
+
+use crate::core::Received;
+use crate::{Node, NodeError, now_ms};
+use caucus_crypto::invite::InviteTicket;
+use caucus_crypto::link::{LinkHost, PairingCode};
+use caucus_net::{
+    Backend, BackendError, HandshakeKind, Multiaddr, NetEvent, Network, Origin, PeerId, Validation,
+};
+use caucus_proto::{DeviceCert, EntryId, Envelope, GroupId, NoticeId, Operation};
+use caucus_sync::EntryIndex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, oneshot};
+
+/// Events buffered per subscriber; a subscriber that lags loses the oldest.
+pub const NODE_EVENT_QUEUE: usize = 1024;
+
+/// How long a pairing code shown by `device link` stays usable.
+pub const LINK_WINDOW: Duration = Duration::from_secs(600);
+
+/// Settings of a running node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The network settings (listen addresses, peers, mDNS, relay server).
+    pub net: caucus_net::Config,
+    /// Acknowledge urgent notices from others as soon as they are opened.
+    pub auto_ack_urgent: bool,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            net: caucus_net::Config::default(),
+            auto_ack_urgent: true,
+        }
+    }
+}
+
+/// Something a running node reports. No event carries names, notes or notice text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// Listening on this address.
+    Listening {
+        /// The address.
+        address: Multiaddr,
+    },
+    /// mDNS is on: anyone on the LAN can see that a caucus node runs here.
+    LanAnnouncing,
+    /// A peer was found on the LAN.
+    PeerFound {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A connection to a peer opened.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+        /// Through a relay circuit.
+        relayed: bool,
+    },
+    /// The last connection to a peer closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// An entry was opened, verified, stored and folded.
+    EntryStored {
+        /// Its group.
+        group: GroupId,
+        /// Its id.
+        id: EntryId,
+        /// Its operation's short name.
+        kind: &'static str,
+        /// Written on this device.
+        local: bool,
+    },
+    /// A notice arrived from someone else.
+    NoticeReceived {
+        /// Its group.
+        group: GroupId,
+        /// The notice.
+        notice: NoticeId,
+        /// Whether it is urgent (this node acknowledges those at once).
+        urgent: bool,
+    },
+    /// An acknowledgement of a notice was stored.
+    AckReceived {
+        /// Its group.
+        group: GroupId,
+        /// The notice.
+        notice: NoticeId,
+        /// Current members who have acknowledged it.
+        acked: u32,
+        /// Current members.
+        total: u32,
+    },
+    /// A catch-up sync session with a peer finished.
+    SyncFinished {
+        /// The peer.
+        peer: PeerId,
+        /// The group.
+        group: GroupId,
+        /// Entries fetched and newly stored here.
+        entries_stored: u64,
+        /// Bytes both ways on the stream.
+        wire_bytes: u64,
+    },
+    /// A catch-up sync session ended early.
+    SyncFailed {
+        /// The peer.
+        peer: PeerId,
+        /// The group.
+        group: GroupId,
+    },
+    /// A sync session stored a batch.
+    SyncProgress {
+        /// The group.
+        group: GroupId,
+        /// Entries stored so far in this session.
+        entries_stored: u64,
+    },
+    /// A new device of this organizer was linked through this node.
+    DeviceLinked {
+        /// Its label.
+        label: String,
+    },
+    /// A member joined a group with an invite answered by this node.
+    MemberJoined {
+        /// The group.
+        group: GroupId,
+    },
+    /// A relay accepted this node's reservation.
+    RelayReservation {
+        /// The relay.
+        relay: PeerId,
+    },
+    /// A peer was penalized for misbehaving.
+    PeerPenalized {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// The last sync of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncStatus {
+    /// When it finished (Unix ms).
+    pub at_ms: u64,
+    /// Entries it stored.
+    pub entries_stored: u64,
+}
+
+struct PendingLink {
+    host: Option<LinkHost>,
+    until: Instant,
+    done: Option<oneshot::Sender<DeviceCert>>,
+}
+
+/// The `caucus-net` backend of a node.
+struct NodeBackend {
+    node: Arc<Mutex<Node>>,
+    events: broadcast::Sender<NodeEvent>,
+    net: OnceLock<Network>,
+    auto_ack: bool,
+    links: Mutex<Vec<PendingLink>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update under the lock is one call that leaves the data consistent.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl NodeBackend {
+    fn emit(&self, ev: NodeEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    /// Reports what a receive stored, and acknowledges urgent notices from others.
+    fn after_receive(&self, node: &mut Node, group: &GroupId, received: &Received, local: bool) {
+        let me = node.identity();
+        let mut to_ack = Vec::new();
+        for e in &received.opened {
+            self.emit(NodeEvent::EntryStored {
+                group: *group,
+                id: e.id,
+                kind: e.kind,
+                local,
+            });
+            if let Some((notice, urgent)) = e.notice {
+                if e.author != me {
+                    self.emit(NodeEvent::NoticeReceived {
+                        group: *group,
+                        notice,
+                        urgent,
+                    });
+                }
+                // The sender's own device holds it too: it counts among the delivered.
+                if urgent && (self.auto_ack || local) {
+                    to_ack.push(notice);
+                }
+            }
+            if let Some(notice) = e.ack {
+                if let Ok(Some(d)) = node.state(group).map(|s| s.delivered(&notice)) {
+                    self.emit(NodeEvent::AckReceived {
+                        group: *group,
+                        notice,
+                        acked: d.acked,
+                        total: d.total,
+                    });
+                }
+            }
+        }
+        for notice in to_ack {
+            let already = node
+                .state(group)
+                .ok()
+                .and_then(|s| s.notice(&notice))
+                .is_some_and(|n| n.acks.contains(&me));
+            if already {
+                continue;
+            }
+            match node.write_sealed(group, Operation::NoticeAcked { notice }) {
+                Ok((id, _)) => tracing::info!(entry = %id, "urgent notice acknowledged"),
+                Err(e) => tracing::warn!("could not acknowledge an urgent notice: {e}"),
+            }
+        }
+    }
+
+    /// Publishes whatever this device wrote during the last operation.
+    fn flush(&self, node: &mut Node) {
+        let out = node.take_outbox();
+        let rotated = node.take_rotated();
+        if out.is_empty() && !rotated {
+            return;
+        }
+        if let Some(net) = self.net.get().cloned() {
+            let node = self.node.clone();
+            tokio::spawn(async move {
+                for (group, bytes) in out {
+                    if let Err(e) = net.publish(group, bytes).await {
+                        tracing::warn!("publish failed: {e}");
+                    }
+                }
+                if rotated {
+                    if let Ok(peers) = net.connected_peers().await {
+                        send_token_updates(&node, &net, peers);
+                    }
+                }
+            });
+        }
+    }
+}
+
+impl Backend for NodeBackend {
+    fn with_index(&self, group: &GroupId, f: &mut dyn FnMut(&dyn EntryIndex)) -> bool {
+        let node = lock(&self.node);
+        if !node.groups.contains_key(group) {
+            return false;
+        }
+        let index = node.store.index(*group);
+        f(&index);
+        if let Some(e) = index.take_error() {
+            tracing::warn!("store error while serving sync: {e}");
+        }
+        true
+    }
+
+    fn validate(&self, group: &GroupId, envelope: &Envelope) -> Validation {
+        match lock(&self.node).check_proof(group, envelope) {
+            Ok(true) => Validation::Accept,
+            Ok(false) => Validation::Ignore,
+            Err(_) => Validation::Reject,
+        }
+    }
+
+    fn store(
+        &self,
+        group: &GroupId,
+        entries: Vec<(EntryId, Vec<u8>)>,
+    ) -> Result<usize, BackendError> {
+        let mut node = lock(&self.node);
+        if !node.groups.contains_key(group) {
+            return Err(BackendError::UnknownGroup);
+        }
+        let received = node
+            .receive(group, entries.into_iter().map(|(_, b)| b).collect())
+            .map_err(|e| BackendError::Store(e.to_string()))?;
+        self.after_receive(&mut node, group, &received, false);
+        self.flush(&mut node);
+        Ok(received.new)
+    }
+
+    fn session_proof(&self, group: &GroupId, binding: &[u8]) -> Option<Vec<u8>> {
+        lock(&self.node).session_proof(group, binding)
+    }
+
+    fn verify_session_proof(&self, group: &GroupId, binding: &[u8], proof: &[u8]) -> bool {
+        lock(&self.node).verify_session_proof(group, binding, proof)
+    }
+
+    fn handshake(&self, kind: HandshakeKind, request: &[u8]) -> Result<Vec<u8>, String> {
+        match kind {
+            HandshakeKind::Tokens => Err("not a relay".into()),
+            HandshakeKind::Join => {
+                let (group, welcome) = {
+                    let mut node = lock(&self.node);
+                    let r = node.accept_join(request).map_err(|e| e.to_string());
+                    self.flush(&mut node);
+                    r?
+                };
+                self.emit(NodeEvent::MemberJoined { group });
+                Ok(welcome)
+            }
+            HandshakeKind::Link => {
+                let host = {
+                    let mut links = lock(&self.links);
+                    let now = Instant::now();
+                    links.retain(|l| l.until > now && l.host.is_some());
+                    links
+                        .first_mut()
+                        .and_then(|l| l.host.take().map(|h| (h, l.done.take())))
+                };
+                let Some((host, done)) = host else {
+                    return Err("no pairing code is waiting on this device".into());
+                };
+                let (cert, grant) = {
+                    let mut node = lock(&self.node);
+                    let r = node.accept_link(host, request).map_err(|e| e.to_string());
+                    self.flush(&mut node);
+                    r?
+                };
+                self.emit(NodeEvent::DeviceLinked {
+                    label: cert.label.clone(),
+                });
+                if let Some(done) = done {
+                    let _ = done.send(cert);
+                }
+                Ok(grant)
+            }
+        }
+    }
+}
+
+/// A node on the network. Dropping it without [`Running::shutdown`] leaves the network
+/// task to stop when its last handle goes.
+pub struct Running {
+    node: Arc<Mutex<Node>>,
+    net: Network,
+    backend: Arc<NodeBackend>,
+    events: broadcast::Sender<NodeEvent>,
+    last_sync: Arc<Mutex<HashMap<GroupId, SyncStatus>>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("peer", &self.net.local_peer_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// Starts the network for `node` on the current tokio runtime and joins every
+    /// group's topic.
+    pub async fn start(node: Node, config: NodeConfig) -> Result<Running, NodeError> {
+        let (events, _) = broadcast::channel(NODE_EVENT_QUEUE);
+        let node = Arc::new(Mutex::new(node));
+        let backend = Arc::new(NodeBackend {
+            node: node.clone(),
+            events: events.clone(),
+            net: OnceLock::new(),
+            auto_ack: config.auto_ack_urgent,
+            links: Mutex::new(Vec::new()),
+        });
+        let (net, mut net_events) = Network::spawn(config.net.clone(), backend.clone())
+            .map_err(|e| NodeError::Net(e.to_string()))?;
+        let _ = backend.net.set(net.clone());
+        let last_sync: Arc<Mutex<HashMap<GroupId, SyncStatus>>> = Arc::default();
+        {
+            let events = events.clone();
+            let last_sync = last_sync.clone();
+            let node = node.clone();
+            let net = net.clone();
+            tokio::spawn(async move {
+                while let Some(ev) = net_events.recv().await {
+                    if let NetEvent::PeerConnected { peer, .. } = &ev {
+                        send_token_updates(&node, &net, vec![*peer]);
+                    }
+                    if let Some(ev) = translate(ev, &last_sync) {
+                        let _ = events.send(ev);
+                    }
+                }
+            });
+        }
+        let running = Running {
+            node,
+            net,
+            backend,
+            events,
+            last_sync,
+        };
+        let groups = running.with_node(|n| n.group_ids());
+        for group in groups {
+            running.join_topic(group).await?;
+        }
+        Ok(running)
+    }
+
+    async fn join_topic(&self, group: GroupId) -> Result<(), NodeError> {
+        let topic = self.with_node(|n| n.topic(&group))?;
+        self.net
+            .join(group, topic)
+            .await
+            .map_err(|e| NodeError::Net(e.to_string()))
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// Runs `f` on the node (under its lock: keep it short, no awaiting inside). Entries
+    /// `f` writes are published right after.
+    pub fn with_node<R>(&self, f: impl FnOnce(&mut Node) -> R) -> R {
+        let mut node = lock(&self.node);
+        let r = f(&mut node);
+        self.backend.flush(&mut node);
+        r
+    }
+
+    /// The transport identity (unrelated to the organizer's keys).
+    pub fn peer_id(&self) -> PeerId {
+        self.net.local_peer_id()
+    }
+
+    /// The network handle.
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// Addresses this node listens on, each ending in `/p2p/<peer id>`.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
+        let peer = self.peer_id();
+        let addrs = self
+            .net
+            .listen_addrs()
+            .await
+            .map_err(|e| NodeError::Net(e.to_string()))?;
+        Ok(addrs
+            .into_iter()
+            .map(|a| a.with_p2p(peer).unwrap_or_else(|a| a))
+            .collect())
+    }
+
+    /// Waits until the node listens on at least one address (bounded).
+    pub async fn wait_listening(&self, timeout: Duration) -> Result<Vec<Multiaddr>, NodeError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let addrs = self.listen_addrs().await?;
+            if !addrs.is_empty() {
+                return Ok(addrs);
+            }
+            if Instant::now() >= deadline {
+                return Err(NodeError::Net("not listening on any address".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Dials a peer.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
+        self.net
+            .dial(addr)
+            .await
+            .map_err(|e| NodeError::Net(e.to_string()))
+    }
+
+    /// Peers connected now.
+    pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NodeError> {
+        self.net
+            .connected_peers()
+            .await
+            .map_err(|e| NodeError::Net(e.to_string()))
+    }
+
+    /// The last finished sync of each group.
+    pub fn last_sync(&self) -> HashMap<GroupId, SyncStatus> {
+        lock(&self.last_sync).clone()
+    }
+
+    /// Writes an operation on this device and publishes it at once.
+    pub async fn write(&self, group: &GroupId, op: Operation) -> Result<EntryId, NodeError> {
+        let mut node = lock(&self.node);
+        let (id, _, received) = node.write_received(group, op)?;
+        self.backend
+            .after_receive(&mut node, group, &received, true);
+        self.backend.flush(&mut node);
+        Ok(id)
+    }
+
+    /// Founds a group and joins its topic.
+    pub async fn create_group(&self, name: &str) -> Result<GroupId, NodeError> {
+        let group = self.with_node(|n| n.create_group(name))?;
+        self.join_topic(group).await?;
+        Ok(group)
+    }
+
+    /// Joins a group with an invite: runs the handshake with the first address in the
+    /// ticket that answers, registers the group and joins its topic (catch-up sync with
+    /// the member starts by itself).
+    pub async fn join(
+        &self,
+        ticket: &InviteTicket,
+        extra: &[Multiaddr],
+    ) -> Result<GroupId, NodeError> {
+        let (joiner, hello) = self.with_node(|n| n.start_join(ticket))?;
+        let mut last = NodeError::Usage(
+            "the invite names no address to reach a member: pass --peer ADDRESS".into(),
+        );
+        let texts: Vec<String> = extra
+            .iter()
+            .map(ToString::to_string)
+            .chain(ticket.addresses().iter().cloned())
+            .collect();
+        for text in &texts {
+            let addr: Multiaddr = match text.parse() {
+                Ok(a) => a,
+                Err(_) => {
+                    last = NodeError::Usage(format!("invite address {text} is not a multiaddr"));
+                    continue;
+                }
+            };
+            match self.net.handshake(addr, HandshakeKind::Join, &hello).await {
+                Ok(welcome) => {
+                    let group = self.with_node(|n| n.finish_join(joiner, &welcome))?;
+                    self.join_topic(group).await?;
+                    return Ok(group);
+                }
+                Err(caucus_net::HandshakeError::Refused(reason)) => {
+                    return Err(NodeError::Refused(format!("join refused: {reason}")));
+                }
+                Err(e) => last = NodeError::Net(e.to_string()),
+            }
+        }
+        Err(last)
+    }
+
+    /// Shows a pairing code for a new device of this organizer: the returned receiver
+    /// fires with the new device's certificate once it has linked (within
+    /// [`LINK_WINDOW`]).
+    pub fn host_link(&self) -> Result<(PairingCode, oneshot::Receiver<DeviceCert>), NodeError> {
+        let (code, host) = self.with_node(|n| n.start_link_host())?;
+        let (tx, rx) = oneshot::channel();
+        lock(&self.backend.links).push(PendingLink {
+            host: Some(host),
+            until: Instant::now() + LINK_WINDOW,
+            done: Some(tx),
+        });
+        Ok((code, rx))
+    }
+
+    /// Asks for a catch-up sync of `group` with `peer` now.
+    pub async fn sync_with(&self, peer: PeerId, group: GroupId) -> Result<(), NodeError> {
+        self.net
+            .sync_with(peer, group)
+            .await
+            .map_err(|e| NodeError::Net(e.to_string()))
+    }
+
+    /// Stops the network and hands the node back (for a clean close).
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        let _ = self.net.shutdown().await;
+        let node = lock(&self.node);
+        node.checkpoint()
+    }
+}
+
+/// Sends every group's relay token updates to `peers` (relays take them; members
+/// refuse them), so a relay follows the group into epochs started while it was away.
+fn send_token_updates(node: &Arc<Mutex<Node>>, net: &Network, peers: Vec<PeerId>) {
+    let requests: Vec<Vec<u8>> = {
+        let node = lock(node);
+        node.group_ids()
+            .iter()
+            .filter_map(|g| {
+                let updates = node.token_updates(g);
+                if updates.is_empty() {
+                    None
+                } else {
+                    crate::relay::encode_token_updates(g, &updates).ok()
+                }
+            })
+            .collect()
+    };
+    if requests.is_empty() {
+        return;
+    }
+    let net = net.clone();
+    tokio::spawn(async move {
+        for peer in peers {
+            let addr = Multiaddr::empty().with(caucus_net::Protocol::P2p(peer));
+            for r in &requests {
+                match net.handshake(addr.clone(), HandshakeKind::Tokens, r).await {
+                    Ok(_) => tracing::debug!(%peer, "relay took token updates"),
+                    Err(_) => break, // a member, or gone: nothing to do
+                }
+            }
+        }
+    });
+}
+
+/// Sets up a fresh home as a new device of an organizer: runs the link handshake with
+/// the first of `peers` that answers (the organizer's first device, showing `code`),
+/// over a throwaway transport, then creates the home from the grant. Start the returned
+/// node with [`Running::start`] to sync its history.
+pub async fn link_new_device(
+    home: &std::path::Path,
+    passphrase: &[u8],
+    params: caucus_crypto::at_rest::KdfParams,
+    code: &PairingCode,
+    label: &str,
+    peers: &[Multiaddr],
+    net: caucus_net::Config,
+) -> Result<Node, NodeError> {
+    use caucus_crypto::DeviceKeys;
+    use caucus_crypto::link::LinkNewDevice;
+    if crate::Home::new(home).is_initialized() {
+        return Err(NodeError::AlreadyInitialized(home.to_path_buf()));
+    }
+    let device = DeviceKeys::generate_unlinked(&mut rand::rng());
+    let (waiting, request) = LinkNewDevice::start(code, &device, label, &mut rand::rng())
+        .map_err(|e| NodeError::Usage(e.to_string()))?;
+    let (tmp, _events) = Network::spawn(net, caucus_net::MemoryBackend::new())
+        .map_err(|e| NodeError::Net(e.to_string()))?;
+    let mut grant = Err(NodeError::Usage("no peer given to link with".into()));
+    for p in peers {
+        match tmp
+            .handshake(p.clone(), HandshakeKind::Link, &request)
+            .await
+        {
+            Ok(g) => {
+                grant = Ok(g);
+                break;
+            }
+            Err(caucus_net::HandshakeError::Refused(r)) => {
+                grant = Err(NodeError::Refused(format!("link refused: {r}")));
+                break;
+            }
+            Err(e) => grant = Err(NodeError::Net(e.to_string())),
+        }
+    }
+    let _ = tmp.shutdown().await;
+    Node::create_linked(home, passphrase, params, device, waiting, &grant?)
+}
+
+/// Network events the node reports, and the sync bookkeeping.
+fn translate(ev: NetEvent, last_sync: &Mutex<HashMap<GroupId, SyncStatus>>) -> Option<NodeEvent> {
+    Some(match ev {
+        NetEvent::Listening { address } => NodeEvent::Listening { address },
+        NetEvent::LanAnnouncing => NodeEvent::LanAnnouncing,
+        NetEvent::PeerDiscovered { peer, .. } => NodeEvent::PeerFound { peer },
+        NetEvent::PeerConnected { peer, relayed, .. } => NodeEvent::PeerConnected { peer, relayed },
+        NetEvent::PeerDisconnected { peer } => NodeEvent::PeerDisconnected { peer },
+        NetEvent::RelayReservation { relay } => NodeEvent::RelayReservation { relay },
+        NetEvent::PeerPenalized { peer, reason } => NodeEvent::PeerPenalized { peer, reason },
+        NetEvent::SyncProgress {
+            group,
+            entries_stored,
+            ..
+        } => NodeEvent::SyncProgress {
+            group,
+            entries_stored,
+        },
+        NetEvent::SyncFinished {
+            peer,
+            group,
+            summary,
+        } => {
+            lock(last_sync).insert(
+                group,
+                SyncStatus {
+                    at_ms: now_ms(),
+                    entries_stored: summary.entries_stored,
+                },
+            );
+            NodeEvent::SyncFinished {
+                peer,
+                group,
+                entries_stored: summary.entries_stored,
+                wire_bytes: summary.wire_bytes_sent + summary.wire_bytes_received,
+            }
+        }
+        NetEvent::SyncFailed { peer, group, .. } => NodeEvent::SyncFailed { peer, group },
+        NetEvent::EntryReceived {
+            origin: Origin::Sync | Origin::Gossip(_),
+            ..
+        } => return None,
+        _ => return None,
+    })
+}
