@@ -57,13 +57,11 @@ enum Command {
     /// Invites to a group.
     #[command(subcommand)]
     Invite(InviteCmd),
-    /// Join a group with an invite ticket (runs the network until the first sync).
+    /// Join a group with an invite ticket (runs the network until the first sync;
+    /// --peer addresses are tried before the ticket's).
     Join {
         /// The ticket (caucus1-…).
         ticket: String,
-        /// Reach the member here instead of (before) the ticket's addresses.
-        #[arg(long)]
-        peer: Vec<Multiaddr>,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -221,12 +219,10 @@ enum DeviceCmd {
         net: NetArgs,
     },
     /// On the new device (a fresh home): link it with the code shown by `device link`.
+    /// (--peer: the first device's address, as `device link` printed it.)
     Add {
         /// The pairing code.
         code: String,
-        /// The first device's address, as `device link` printed it.
-        #[arg(long, required = true)]
-        peer: Vec<Multiaddr>,
         /// What this device is.
         #[arg(long, default_value = "phone")]
         label: String,
@@ -815,15 +811,19 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<()> {
         } => relay(&home_dir, listen, allow, revoke, status, json).await,
         Command::Device(DeviceCmd::Add {
             code,
-            peer,
             label,
             kdf_memory_mib,
             net,
         }) => {
+            if net.peer.is_empty() {
+                bail!(
+                    "say where the first device is: --peer ADDRESS (as `caucus device link` printed it)"
+                );
+            }
             device_add(
                 &home_dir,
                 &code,
-                &peer,
+                &net.peer.clone(),
                 &label,
                 kdf(kdf_memory_mib)?,
                 &net,
@@ -991,7 +991,7 @@ async fn command(ctx: &mut Ctx, command: Command) -> Result<()> {
                 out::table(&["invite", "expires", "state"], &rows);
             }
         }
-        Command::Join { ticket, peer, net } => join(ctx, &ticket, peer, &net).await?,
+        Command::Join { ticket, net } => join(ctx, &ticket, net.peer.clone(), &net).await?,
         Command::Device(DeviceCmd::Link { net }) => device_link(ctx, &net).await?,
         Command::Device(DeviceCmd::List { group }) => {
             let g = ctx.group(&group)?;
@@ -2109,4 +2109,26 @@ async fn relay(
     relay.checkpoint()?;
     let _ = net.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn dates_and_times_parse_or_are_refused() {
+        assert_eq!(out::day(parse_day("2026-03-01").unwrap()), "2026-03-01");
+        assert!(parse_day("2026-02-30").is_err());
+        assert!(parse_day("01/03/2026").is_err());
+        assert_eq!(parse_time("1970-01-02 01:30").unwrap(), 86_400_000 + 5_400_000);
+        assert!(parse_time("+2h").unwrap() > now_ms());
+        assert!(parse_time("tomorrow").is_err());
+        assert!(parse_time("2026-01-01 25:00").is_err());
+    }
 }

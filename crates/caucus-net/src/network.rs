@@ -247,7 +247,7 @@ impl Network {
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
-                .map_err(|e| NetError::Listen(e.to_string()))?;
+                .map_err(|e| NetError::Listen(format!("{addr}: {}", error_chain(&e))))?;
         }
         for addr in &config.bootstrap {
             if let Err(e) = swarm.dial(addr.clone()) {
@@ -433,6 +433,20 @@ impl Network {
     pub async fn shutdown(&self) -> Result<(), NetError> {
         self.send(Command::Shutdown).await
     }
+}
+
+/// An error and its sources, as one line (libp2p's transport errors often say nothing
+/// themselves and carry the I/O error as their source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.dedup();
+    parts.join(": ")
 }
 
 fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, NetError> {
@@ -654,7 +668,7 @@ impl Driver {
                     .swarm
                     .listen_on(addr)
                     .map(|_| ())
-                    .map_err(|e| NetError::Listen(e.to_string()));
+                    .map_err(|e| NetError::Listen(error_chain(&e)));
                 let _ = tx.send(r);
             }
             Command::Dial(addr, tx) => {
