@@ -923,11 +923,11 @@ async fn command(ctx: &mut Ctx, command: Command) -> Result<()> {
             if role != Some(Role::Admin) {
                 bail!("only an admin can invite (ask an admin of this group)");
             }
-            if address.is_empty() && ctx.running() {
-                if let Reply::Status(s) = Client::call(&ctx.home.socket(), &Request::Status).await?
-                {
-                    address = s.addresses;
-                }
+            if address.is_empty()
+                && ctx.running()
+                && let Reply::Status(s) = Client::call(&ctx.home.socket(), &Request::Status).await?
+            {
+                address = s.addresses;
             }
             for a in &address {
                 a.parse::<Multiaddr>()
@@ -2069,8 +2069,7 @@ async fn relay(
         }
         return Ok(());
     }
-    let mut config = caucus_net::Config::default();
-    config.listen = if listen.is_empty() {
+    let listen = if listen.is_empty() {
         vec![
             "/ip4/0.0.0.0/tcp/4001".parse()?,
             "/ip4/0.0.0.0/udp/4001/quic-v1".parse()?,
@@ -2078,8 +2077,12 @@ async fn relay(
     } else {
         listen
     };
-    config.mdns = false;
-    config.relay_server = Some(caucus_net::RelayLimits::default());
+    let config = caucus_net::Config {
+        listen,
+        mdns: false,
+        relay_server: Some(caucus_net::RelayLimits::default()),
+        ..caucus_net::Config::default()
+    };
     let (net, mut events) =
         caucus_net::Network::spawn(config, relay.clone()).map_err(|e| anyhow!("{e}"))?;
     for (group, topic) in relay.groups() {
@@ -2126,7 +2129,10 @@ mod tests {
         assert_eq!(out::day(parse_day("2026-03-01").unwrap()), "2026-03-01");
         assert!(parse_day("2026-02-30").is_err());
         assert!(parse_day("01/03/2026").is_err());
-        assert_eq!(parse_time("1970-01-02 01:30").unwrap(), 86_400_000 + 5_400_000);
+        assert_eq!(
+            parse_time("1970-01-02 01:30").unwrap(),
+            86_400_000 + 5_400_000
+        );
         assert!(parse_time("+2h").unwrap() > now_ms());
         assert!(parse_time("tomorrow").is_err());
         assert!(parse_time("2026-01-01 25:00").is_err());

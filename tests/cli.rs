@@ -263,9 +263,15 @@ fn bad_input_is_refused_with_one_line_and_nothing_written() {
     let port = taken.local_addr().unwrap().port();
     let listen = format!("/ip4/127.0.0.1/tcp/{port}");
     let e = fails(home, &["run", "--listen", &listen, "--no-mdns"]);
-    assert!(e.contains("could not listen") && e.contains("in use"), "{e}");
+    assert!(
+        e.contains("could not listen") && e.contains("in use"),
+        "{e}"
+    );
     let e = fails(&h[1], &["relay", "--listen", &listen]);
-    assert!(e.contains("could not listen") && e.contains("in use"), "{e}");
+    assert!(
+        e.contains("could not listen") && e.contains("in use"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -589,7 +589,7 @@ impl Driver {
                 _ = tick.tick() => {
                     self.housekeeping();
                     ticks += 1;
-                    if ticks % self.config.resync_interval.as_secs().max(1) == 0 {
+                    if ticks.is_multiple_of(self.config.resync_interval.as_secs().max(1)) {
                         self.resync_all();
                     }
                 }

@@ -142,10 +142,10 @@ impl Slots {
         if s.total >= limits.max_sessions || n >= limits.max_sessions_per_peer {
             return None;
         }
-        if let Some(g) = outbound {
-            if !s.outbound.insert((peer, g)) {
-                return None;
-            }
+        if let Some(g) = outbound
+            && !s.outbound.insert((peer, g))
+        {
+            return None;
         }
         s.total += 1;
         s.per_peer.insert(peer, n + 1);
@@ -500,15 +500,15 @@ fn handle_frame(
     frame: &[u8],
     now: u64,
 ) -> Result<(), SyncFailure> {
-    if !hello.done {
-        if let Ok(Message::Hello(h)) = Message::decode(frame) {
-            hello.done = true;
-            let ok = h.group == group
-                && ctx
-                    .backend
-                    .verify_session_proof(&group, &hello.binding, &h.proof);
-            hello.verdict.store(ok, Ordering::SeqCst);
-        }
+    if !hello.done
+        && let Ok(Message::Hello(h)) = Message::decode(frame)
+    {
+        hello.done = true;
+        let ok = h.group == group
+            && ctx
+                .backend
+                .verify_session_proof(&group, &hello.binding, &h.proof);
+        hello.verdict.store(ok, Ordering::SeqCst);
     }
     let mut result = Ok(());
     let known = ctx.backend.with_index(&group, &mut |idx| {

@@ -214,15 +214,15 @@ impl NodeBackend {
                     to_ack.push(notice);
                 }
             }
-            if let Some(notice) = e.ack {
-                if let Ok(Some(d)) = node.state(group).map(|s| s.delivered(&notice)) {
-                    self.emit(NodeEvent::AckReceived {
-                        group: *group,
-                        notice,
-                        acked: d.acked,
-                        total: d.total,
-                    });
-                }
+            if let Some(notice) = e.ack
+                && let Ok(Some(d)) = node.state(group).map(|s| s.delivered(&notice))
+            {
+                self.emit(NodeEvent::AckReceived {
+                    group: *group,
+                    notice,
+                    acked: d.acked,
+                    total: d.total,
+                });
             }
         }
         for notice in to_ack {
@@ -256,10 +256,8 @@ impl NodeBackend {
                         tracing::warn!("publish failed: {e}");
                     }
                 }
-                if rotated {
-                    if let Ok(peers) = net.connected_peers().await {
-                        send_token_updates(&node, &net, peers);
-                    }
+                if rotated && let Ok(peers) = net.connected_peers().await {
+                    send_token_updates(&node, &net, peers);
                 }
             });
         }

@@ -100,7 +100,12 @@ async fn an_urgent_notice_reaches_twenty_and_nineteen_acks_come_back() {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Ok(NodeEvent::AckReceived { notice: n, .. })) if n == notice => {
                 let acks = nodes[0].with_node(|node| {
-                    node.state(&g).unwrap().notice(&notice).unwrap().acks.clone()
+                    node.state(&g)
+                        .unwrap()
+                        .notice(&notice)
+                        .unwrap()
+                        .acks
+                        .clone()
                 });
                 others = acks.into_iter().filter(|a| *a != me).collect();
             }

@@ -315,12 +315,10 @@ impl Store {
                     out.duplicates += 1;
                     false
                 };
-                if fold {
-                    if let Some(b) = item.body {
-                        touched.add(&b.body.op);
-                        to_fold.push(OpenedEntry::new(item.entry.id, item.entry.epoch, b.body));
-                        out.opened += 1;
-                    }
+                if fold && let Some(b) = item.body {
+                    touched.add(&b.body.op);
+                    to_fold.push(OpenedEntry::new(item.entry.id, item.entry.epoch, b.body));
+                    out.opened += 1;
                 }
                 if i % 1024 == 1023 {
                     progress(i as u64 + 1, total);

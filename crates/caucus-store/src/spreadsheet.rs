@@ -334,7 +334,7 @@ pub fn import(
     let mut phones: HashMap<String, ContactId> = HashMap::new();
     let mut tick = |done: &mut u64| {
         *done += 1;
-        if *done % 256 == 0 || *done == total {
+        if (*done).is_multiple_of(256) || *done == total {
             progress(*done, total);
         }
     };

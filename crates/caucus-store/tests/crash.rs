@@ -109,7 +109,7 @@ fn every_reported_batch_survives_sigkill() {
             }
         }
         // Sometimes give it a few microseconds into its next transaction.
-        if splitmix(&mut rng) % 2 == 0 {
+        if splitmix(&mut rng).is_multiple_of(2) {
             std::thread::sleep(Duration::from_micros(splitmix(&mut rng) % 3000));
         }
         child.kill().unwrap(); // SIGKILL on Unix

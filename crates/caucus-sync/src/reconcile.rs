@@ -110,15 +110,14 @@ impl Builder {
     }
 
     fn push(&mut self, upper: WireBound, mode: Mode) {
-        if matches!(mode, Mode::Skip) {
-            if let Some(last) = self.reply.ranges.last_mut() {
-                if matches!(last.mode, Mode::Skip) {
-                    self.bytes -= range_bytes(last);
-                    last.upper = upper;
-                    self.bytes += range_bytes(last);
-                    return;
-                }
-            }
+        if matches!(mode, Mode::Skip)
+            && let Some(last) = self.reply.ranges.last_mut()
+            && matches!(last.mode, Mode::Skip)
+        {
+            self.bytes -= range_bytes(last);
+            last.upper = upper;
+            self.bytes += range_bytes(last);
+            return;
         }
         if matches!(mode, Mode::Fingerprint(_) | Mode::Ids(_)) {
             self.reply.asks = true;

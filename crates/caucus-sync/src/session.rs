@@ -324,10 +324,10 @@ impl Session {
             retries: 0,
             stats: Stats::default(),
         };
-        if role == Role::Initiator {
-            if let Err(e) = s.send_hello(0) {
-                s.fail(e);
-            }
+        if role == Role::Initiator
+            && let Err(e) = s.send_hello(0)
+        {
+            s.fail(e);
         }
         s
     }
@@ -414,11 +414,11 @@ impl Session {
             // An idle timeout only; or the driver has not even sent what is queued.
             return Ok(());
         }
-        if self.awaiting_round {
-            if let Some((_, bytes)) = &self.last_round {
-                let bytes = bytes.clone();
-                self.retransmit(bytes, true);
-            }
+        if self.awaiting_round
+            && let Some((_, bytes)) = &self.last_round
+        {
+            let bytes = bytes.clone();
+            self.retransmit(bytes, true);
         }
         let again: Vec<Vec<u8>> = self.in_flight.values().map(|f| f.bytes.clone()).collect();
         for bytes in again {
@@ -525,11 +525,11 @@ impl Session {
         if round < self.next_round {
             if round + 2 == self.next_round {
                 // The peer did not get our answer: send it again.
-                if let Some((r, bytes)) = &self.last_round {
-                    if *r == round + 1 {
-                        let bytes = bytes.clone();
-                        self.retransmit(bytes, true);
-                    }
+                if let Some((r, bytes)) = &self.last_round
+                    && *r == round + 1
+                {
+                    let bytes = bytes.clone();
+                    self.retransmit(bytes, true);
                 }
             }
             return Ok(false);
