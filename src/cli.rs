@@ -2051,6 +2051,7 @@ async fn relay(
         println!("no longer serving group {}", out::short(&id.0));
     }
     if status_only {
+        relay.checkpoint()?;
         let usage = relay.usage();
         if json {
             println!(

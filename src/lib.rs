@@ -7,6 +7,8 @@
 
 pub use caucus_crypto as crypto;
 pub use caucus_model as model;
+pub use caucus_net as net;
+pub use caucus_node as node;
 pub use caucus_proto as proto;
 pub use caucus_store as store;
 pub use caucus_sync as sync;

@@ -419,6 +419,32 @@ fn three_organizers_a_phone_and_a_relay() {
     }
     let e = fails(luis, &["join", "caucus1-aaaa"]);
     assert!(e.contains("invite"), "{e}");
+    // A revoked invite and an expired one are refused, and the joiner stays in no group.
+    let revoked = json(dana, &["invite", "create", "--address", &dana_addr]);
+    let id = revoked["invite"].as_str().unwrap()[..8].to_string();
+    ok(dana, &["invite", "revoke", &id]);
+    let (_d2, h2) = homes(1);
+    init(&h2[0], "Eve");
+    let mut a = vec!["join", revoked["ticket"].as_str().unwrap()];
+    a.extend(net);
+    let e = fails(&h2[0], &a);
+    assert!(e.contains("revoked or already used"), "{e}");
+    let expired = json(
+        dana,
+        &["invite", "create", "--address", &dana_addr, "--hours", "0"],
+    );
+    let mut a = vec!["join", expired["ticket"].as_str().unwrap()];
+    a.extend(net);
+    let e = fails(&h2[0], &a);
+    assert!(e.contains("expired"), "{e}");
+    assert_eq!(json(&h2[0], &["group", "list"]), serde_json::json!([]));
+    // A mistyped pairing code is refused before anything is made.
+    let e = fails(
+        &h2[0].with_extension("phone"),
+        &["device", "add", "0000-0000", "--peer", &dana_addr],
+    );
+    assert!(e.contains("code"), "{e}");
+    assert!(!h2[0].with_extension("phone").exists());
 
     // Contacts on each while Maria is stopped.
     let mut runs = Vec::new();
