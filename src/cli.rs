@@ -126,6 +126,9 @@ enum Command {
         /// Print status and exit instead of running.
         #[arg(long)]
         status: bool,
+        /// The address phones reach this relay at, if not a listen address (NAT, DNS).
+        #[arg(long)]
+        external: Vec<Multiaddr>,
     },
     /// Peers, groups, last sync.
     Status,
@@ -808,7 +811,8 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<()> {
             allow,
             revoke,
             status,
-        } => relay(&home_dir, listen, allow, revoke, status, json).await,
+            external,
+        } => relay(&home_dir, listen, allow, revoke, status, external, json).await,
         Command::Device(DeviceCmd::Add {
             code,
             label,
@@ -2035,6 +2039,7 @@ async fn relay(
     allow: Vec<String>,
     revoke: Vec<String>,
     status_only: bool,
+    external: Vec<Multiaddr>,
     json: bool,
 ) -> Result<()> {
     use caucus_node::relay::{Quota, Relay, RelayGrant};
@@ -2089,6 +2094,11 @@ async fn relay(
     for (group, topic) in relay.groups() {
         net.join(group, topic).await.map_err(|e| anyhow!("{e}"))?;
     }
+    for a in external {
+        net.add_external_address(a)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+    }
     let peer = net.local_peer_id();
     let mut printed = false;
     println!(
@@ -2100,6 +2110,8 @@ async fn relay(
             _ = shutdown_signal() => break,
             ev = events.recv() => match ev {
                 Some(caucus_net::NetEvent::Listening { address }) => {
+                    // Reservations hand out the relay's external addresses.
+                    net.add_external_address(address.clone()).await.map_err(|e| anyhow!("{e}"))?;
                     println!("  listening on {}/p2p/{peer}", address);
                     printed = true;
                 }

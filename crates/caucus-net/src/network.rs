@@ -28,6 +28,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+/// Syncs waiting for a session slot, at most.
+const MAX_SYNC_RETRIES: usize = 4096;
+
 /// Misbehaviour reports queued from sync tasks to the swarm task.
 const MISBEHAVIOUR_QUEUE: usize = 256;
 
@@ -45,6 +48,10 @@ pub struct RelayLimits {
     pub max_circuit_duration: Duration,
     /// Most bytes relayed per circuit (each way).
     pub max_circuit_bytes: u64,
+    /// Reservations accepted per source IP address per minute. Every phone at the union
+    /// office may come from one NAT address, so this is well above libp2p's default (60);
+    /// each peer is still held to one reservation per two minutes.
+    pub reservations_per_ip_per_minute: u32,
 }
 
 impl Default for RelayLimits {
@@ -54,6 +61,7 @@ impl Default for RelayLimits {
             max_circuits: 64,
             max_circuit_duration: Duration::from_secs(600),
             max_circuit_bytes: 64 * 1024 * 1024,
+            reservations_per_ip_per_minute: 1200,
         }
     }
 }
@@ -286,6 +294,7 @@ impl Network {
             config,
             announced: false,
             dropped_events: 0,
+            retry_syncs: std::collections::HashSet::new(),
         };
         tokio::spawn(driver.run(cmd_rx, bad_rx));
         Ok((
@@ -469,16 +478,24 @@ fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, NetError> {
         .with_behaviour(|key, relay_client| {
             let local = key.public().to_peer_id();
             let relay_server = config.relay_server.map(|l| {
-                relay::Behaviour::new(
-                    local,
-                    relay::Config {
+                relay::Behaviour::new(local, {
+                    let mut c = relay::Config {
                         max_reservations: l.max_reservations,
                         max_circuits: l.max_circuits,
                         max_circuit_duration: l.max_circuit_duration,
                         max_circuit_bytes: l.max_circuit_bytes,
+                        reservation_rate_limiters: Vec::new(),
                         ..relay::Config::default()
-                    },
-                )
+                    };
+                    let per_ip = std::num::NonZeroU32::new(l.reservations_per_ip_per_minute)
+                        .unwrap_or(std::num::NonZeroU32::MIN);
+                    let per_peer =
+                        std::num::NonZeroU32::new(30).unwrap_or(std::num::NonZeroU32::MIN);
+                    c = c
+                        .reservation_rate_per_peer(per_peer, Duration::from_secs(120))
+                        .reservation_rate_per_ip(per_ip, Duration::from_secs(60));
+                    c
+                })
             });
             let mdns = if config.mdns {
                 let mc = mdns::Config {
@@ -547,6 +564,8 @@ struct Driver {
     config: Config,
     announced: bool,
     dropped_events: u64,
+    /// Syncs refused for want of a session slot, tried again each tick.
+    retry_syncs: std::collections::HashSet<(PeerId, GroupId)>,
 }
 
 impl Driver {
@@ -626,6 +645,12 @@ impl Driver {
     }
 
     fn housekeeping(&mut self) {
+        let retry: Vec<(PeerId, GroupId)> = self.retry_syncs.drain().collect();
+        for (peer, group) in retry {
+            if self.swarm.is_connected(&peer) && self.groups.contains_key(&group) {
+                self.start_sync(peer, group);
+            }
+        }
         let now = Instant::now();
         let expired: Vec<PeerId> = self
             .bans
@@ -657,6 +682,11 @@ impl Driver {
                 slot,
             ));
         } else {
+            // Tried again on the next tick (a relay with hundreds of peers hits the session
+            // limit; waiting for the next anti-entropy sweep would leave peers behind).
+            if self.retry_syncs.len() < MAX_SYNC_RETRIES {
+                self.retry_syncs.insert((peer, group));
+            }
             tracing::debug!(%peer, "sync not started: already running or at the session limit");
         }
     }
@@ -841,7 +871,17 @@ impl Driver {
                     });
                     if !self.swarm.is_connected(&peer) {
                         let addr = address.with_p2p(peer).unwrap_or_else(|a| a);
-                        if let Err(e) = self.swarm.dial(addr) {
+                        // Both ends learn of each other from the same multicast exchange
+                        // and dial at once. From their listen ports (TCP port reuse) the
+                        // two SYNs cross into one simultaneously opened connection on
+                        // which both act as dialer and the upgrade fails, and mDNS does
+                        // not report the peer again before its record expires. A fresh
+                        // source port keeps the two dials apart.
+                        let opts = libp2p::swarm::dial_opts::DialOpts::unknown_peer_id()
+                            .address(addr)
+                            .allocate_new_port()
+                            .build();
+                        if let Err(e) = self.swarm.dial(opts) {
                             tracing::debug!(%peer, "mdns dial failed: {e}");
                         }
                     }

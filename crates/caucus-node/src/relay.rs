@@ -376,7 +376,8 @@ impl Backend for Relay {
     fn validate(&self, group: &GroupId, envelope: &Envelope) -> Validation {
         let inner = self.lock();
         let Some(g) = inner.groups.get(group) else {
-            return Validation::Reject;
+            // A group not (or no longer) served: drop, without blaming its members.
+            return Validation::Ignore;
         };
         let tokens: Vec<&RelayToken> = g
             .grant
