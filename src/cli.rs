@@ -1801,6 +1801,7 @@ async fn status(ctx: &mut Ctx) -> Result<()> {
                 "peer_id": running.as_ref().map(|s| s.peer_id.clone()),
                 "addresses": running.as_ref().map(|s| s.addresses.clone()).unwrap_or_default(),
                 "peers": running.as_ref().map(|s| s.peers.clone()).unwrap_or_default(),
+                "relays": running.as_ref().map(|s| s.relays.iter().map(|r| json!({"relay": r.0, "group": hex::encode(r.1.0), "entries": r.2, "bytes": r.3, "refused": r.4})).collect::<Vec<_>>()).unwrap_or_default(),
                 "groups": groups.iter().map(|g| json!({"group": hex::encode(g.id.0), "name": g.name, "entries": g.entries, "members": g.members, "last_sync_ms": running.as_ref().and_then(|s| s.groups.iter().find(|x| x.0 == g.id).and_then(|x| x.1))})).collect::<Vec<_>>(),
             })
         );
@@ -1814,6 +1815,17 @@ async fn status(ctx: &mut Ctx) -> Result<()> {
                 );
                 for a in &s.addresses {
                     println!("  {a}");
+                }
+                for (relay, g, entries, bytes, refused) in &s.relays {
+                    println!(
+                        "  relay {relay} holds {entries} entries ({bytes} bytes) of group {}{}",
+                        out::short(&g.0),
+                        if *refused > 0 {
+                            format!(", {refused} refused by its quota")
+                        } else {
+                            String::new()
+                        }
+                    );
                 }
             }
             None => println!("node not running (`caucus run`)"),

@@ -561,6 +561,13 @@ fn three_organizers_a_phone_and_a_relay() {
     });
     // … and still cannot show the contact written after it.
     assert!(!names(luis).contains(&"After Removal".to_string()));
+    // A member sees what the relay holds of the group.
+    eventually("the relay's usage in `caucus status`", || {
+        let s = json(dana, &["status"]);
+        s["relays"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["entries"].as_u64().unwrap_or(0) > 0))
+    });
     for r in runs {
         r.stop();
     }

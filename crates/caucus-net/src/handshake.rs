@@ -4,7 +4,7 @@
 //! `caucus-crypto`; this module only carries their two messages between two nodes:
 //!
 //! ```text
-//! opener -> server : frame [ kind (1 byte: 1 = join, 2 = link, 3 = relay tokens) ‖ request ]
+//! opener -> server : frame [ kind (1 byte: 1 = join, 2 = link, 3 = relay tokens, 4 = usage) ‖ request ]
 //! server -> opener : frame [ 0 ‖ reply ]          accepted
 //!                    frame [ 1 ‖ reason (UTF-8) ]  refused (no secret in the reason)
 //! ```
@@ -45,6 +45,8 @@ pub enum HandshakeKind {
     /// Relay token updates for a group's newer epochs (public; a relay checks each
     /// against a token it already holds).
     Tokens,
+    /// A relay's usage figures for one group (entries, bytes), asked by a member.
+    Usage,
 }
 
 impl HandshakeKind {
@@ -53,6 +55,7 @@ impl HandshakeKind {
             HandshakeKind::Join => 1,
             HandshakeKind::Link => 2,
             HandshakeKind::Tokens => 3,
+            HandshakeKind::Usage => 4,
         }
     }
 
@@ -61,6 +64,7 @@ impl HandshakeKind {
             1 => Some(HandshakeKind::Join),
             2 => Some(HandshakeKind::Link),
             3 => Some(HandshakeKind::Tokens),
+            4 => Some(HandshakeKind::Usage),
             _ => None,
         }
     }

@@ -96,6 +96,9 @@ pub struct StatusReply {
     pub peers: Vec<String>,
     /// Per group: id, time of the last finished sync (Unix ms), entries it stored.
     pub groups: Vec<(GroupId, Option<u64>, u64)>,
+    /// Relays connected now and what they hold of each group: relay, group, entries,
+    /// bytes, entries refused by its quota.
+    pub relays: Vec<(String, GroupId, u64, u64, u64)>,
 }
 
 async fn write_frame<T: Serialize>(s: &mut UnixStream, value: &T) -> Result<(), NodeError> {
@@ -262,7 +265,14 @@ async fn handle(running: &Running, mut stream: UnixStream) -> Result<(), NodeErr
 pub async fn status(running: &Running) -> StatusReply {
     let last = running.last_sync();
     let groups = running.with_node(|n| n.group_ids());
+    let mut relays = Vec::new();
+    for g in &groups {
+        for (peer, u) in running.relay_usage(g).await {
+            relays.push((peer.to_string(), *g, u.entries, u.bytes, u.refused));
+        }
+    }
     StatusReply {
+        relays,
         peer_id: running.peer_id().to_string(),
         addresses: running
             .listen_addrs()

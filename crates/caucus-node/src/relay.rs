@@ -312,6 +312,11 @@ impl Relay {
     }
 }
 
+/// Decodes a relay's answer to a usage request.
+pub fn decode_usage(bytes: &[u8]) -> Result<Usage, NodeError> {
+    codec::decode::<_, 64>(bytes).map_err(|e| NodeError::Net(format!("malformed usage: {e}")))
+}
+
 /// Most token updates in one request.
 const MAX_TOKEN_UPDATES: usize = 256;
 
@@ -475,6 +480,18 @@ impl Backend for Relay {
         kind: caucus_net::HandshakeKind,
         request: &[u8],
     ) -> Result<Vec<u8>, String> {
+        if kind == caucus_net::HandshakeKind::Usage {
+            let group = <[u8; 16]>::try_from(request)
+                .map(GroupId)
+                .map_err(|_| "malformed usage request".to_string())?;
+            let usage = self
+                .usage()
+                .into_iter()
+                .find(|(g, _)| *g == group)
+                .map(|(_, u)| u)
+                .ok_or_else(|| "group not served here".to_string())?;
+            return codec::encode::<_, 64>(&usage).map_err(|e| e.to_string());
+        }
         if kind != caucus_net::HandshakeKind::Tokens {
             return Err("a relay accepts no joins or device links".into());
         }

@@ -313,7 +313,7 @@ impl Backend for NodeBackend {
 
     fn handshake(&self, kind: HandshakeKind, request: &[u8]) -> Result<Vec<u8>, String> {
         match kind {
-            HandshakeKind::Tokens => Err("not a relay".into()),
+            HandshakeKind::Tokens | HandshakeKind::Usage => Err("not a relay".into()),
             HandshakeKind::Join => {
                 let (group, welcome) = {
                     let mut node = lock(&self.node);
@@ -570,6 +570,27 @@ impl Running {
             done: Some(tx),
         });
         Ok((code, rx))
+    }
+
+    /// Asks every connected peer for its relay usage of `group`; the relays answer
+    /// (members refuse at once). `(relay, usage)` pairs.
+    pub async fn relay_usage(&self, group: &GroupId) -> Vec<(PeerId, crate::relay::Usage)> {
+        let mut out = Vec::new();
+        for peer in self.connected_peers().await.unwrap_or_default() {
+            let addr = Multiaddr::empty().with(caucus_net::Protocol::P2p(peer));
+            let asked = tokio::time::timeout(
+                Duration::from_secs(2),
+                self.net
+                    .handshake(addr, HandshakeKind::Usage, group.as_bytes()),
+            )
+            .await;
+            if let Ok(Ok(bytes)) = asked {
+                if let Ok(u) = crate::relay::decode_usage(&bytes) {
+                    out.push((peer, u));
+                }
+            }
+        }
+        out
     }
 
     /// Asks for a catch-up sync of `group` with `peer` now.
