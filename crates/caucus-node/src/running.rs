@@ -584,10 +584,10 @@ impl Running {
                     .handshake(addr, HandshakeKind::Usage, group.as_bytes()),
             )
             .await;
-            if let Ok(Ok(bytes)) = asked {
-                if let Ok(u) = crate::relay::decode_usage(&bytes) {
-                    out.push((peer, u));
-                }
+            if let Ok(Ok(bytes)) = asked
+                && let Ok(u) = crate::relay::decode_usage(&bytes)
+            {
+                out.push((peer, u));
             }
         }
         out

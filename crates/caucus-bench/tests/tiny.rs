@@ -1,0 +1,32 @@
+//! The bench harness at its tiniest size, so it never rots: it must run to the end and
+//! write its JSON. No timing is asserted (figures belong in BENCHMARKS.md).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[test]
+fn the_harness_runs_at_a_tiny_size_and_writes_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_caucus-bench"))
+        .args(["--tiny", "--json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let r = &v["results"][0];
+    assert_eq!(r["scenario"], "fanout");
+    assert_eq!(r["nodes"], 4);
+    for k in ["caucus_ms", "bare_gossipsub_ms"] {
+        assert!(
+            r[k]["p99"].as_f64().unwrap() >= r[k]["p50"].as_f64().unwrap(),
+            "{r}"
+        );
+    }
+}
