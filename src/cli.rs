@@ -526,6 +526,8 @@ struct Ctx {
     /// Held while no `caucus run` owns the home: this process writes directly.
     lock: Option<std::fs::File>,
     json: bool,
+    /// Asked once per command (a command that starts the network reopens the home).
+    pass: Zeroizing<String>,
 }
 
 impl Ctx {
@@ -545,6 +547,7 @@ impl Ctx {
             node,
             lock,
             json,
+            pass,
         })
     }
 
@@ -584,12 +587,10 @@ impl Ctx {
         Ok(n)
     }
 
-    fn refresh(&mut self) -> Result<()> {
-        if self.running() {
-            let pass = passphrase(false)?;
-            self.node = Node::open(self.home.dir(), pass.as_bytes())?;
-        }
-        Ok(())
+    /// Opens the home again (after the running node let go of it, or to hand the node
+    /// to the network), with the passphrase already given.
+    fn reopen(&self) -> Result<Node> {
+        Ok(Node::open(self.home.dir(), self.pass.as_bytes())?)
     }
 
     fn contact(&self, group: &GroupId, prefix: &str) -> Result<ContactId> {
@@ -1576,11 +1577,16 @@ async fn notice(ctx: &mut Ctx, n: NoticeCmd) -> Result<()> {
             if ctx.running() && urgent {
                 let deadline = Instant::now() + Duration::from_secs(3);
                 loop {
-                    ctx.refresh()?;
-                    if let Some(d) = ctx.node.state(&g)?.delivered(&id) {
-                        acked = d.acked as usize;
-                        delivered = d.total as usize;
-                        if d.acked >= d.total {
+                    let asked = Request::Delivery {
+                        group: g,
+                        notice: id,
+                    };
+                    if let Reply::Delivery { acked: a, total } =
+                        Client::call(&ctx.home.socket(), &asked).await?
+                    {
+                        acked = a as usize;
+                        delivered = total as usize;
+                        if a >= total {
                             break;
                         }
                     }
@@ -1735,8 +1741,7 @@ async fn run(ctx: &mut Ctx, net: &NetArgs) -> Result<()> {
         bail!("another `caucus run` already holds this home");
     };
     let home = ctx.home.clone();
-    let pass = passphrase(false)?;
-    let node = Node::open(home.dir(), pass.as_bytes())?;
+    let node = ctx.reopen()?;
     let running = Arc::new(
         Running::start(
             node,
@@ -1856,13 +1861,12 @@ async fn join(ctx: &mut Ctx, ticket: &str, peers: Vec<Multiaddr>, net: &NetArgs)
     if !ticket.is_valid_at(now_ms()) {
         bail!("this invite has expired: ask for a new one");
     }
-    let pass = passphrase(false)?;
     ctx.lock.take();
     let lock = ctx
         .home
         .try_lock()?
         .context("another process holds this home")?;
-    let node = Node::open(ctx.home.dir(), pass.as_bytes())?;
+    let node = ctx.reopen()?;
     let running = Running::start(
         node,
         NodeConfig {
@@ -1929,9 +1933,8 @@ async fn device_link(ctx: &mut Ctx, net: &NetArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let pass = passphrase(false)?;
     let lock = ctx.lock.take().context("home is locked")?;
-    let node = Node::open(ctx.home.dir(), pass.as_bytes())?;
+    let node = ctx.reopen()?;
     let running = Running::start(
         node,
         NodeConfig {

@@ -52,6 +52,13 @@ pub enum Request {
         /// The group.
         group: GroupId,
     },
+    /// How many current members have acknowledged a notice.
+    Delivery {
+        /// The group.
+        group: GroupId,
+        /// The notice.
+        notice: caucus_proto::NoticeId,
+    },
 }
 
 /// The node's answer.
@@ -75,6 +82,13 @@ pub enum Reply {
     Linked {
         /// Its label.
         label: String,
+    },
+    /// Acknowledgements of a notice.
+    Delivery {
+        /// Current members who acknowledged it.
+        acked: u32,
+        /// Current members.
+        total: u32,
     },
     /// A new epoch started.
     Rotated {
@@ -206,58 +220,68 @@ pub fn serve(running: Arc<Running>, path: &Path) -> Result<(), NodeError> {
 
 async fn handle(running: &Running, mut stream: UnixStream) -> Result<(), NodeError> {
     let request: Request = read_frame(&mut stream).await?;
-    let reply = match request {
-        Request::Write { group, op } => match running.write(&group, op).await {
-            Ok(id) => Reply::Written { ids: vec![id] },
-            Err(e) => Reply::Error(e.to_string()),
-        },
-        Request::WriteMany { group, ops } => {
-            let mut ids = Vec::with_capacity(ops.len());
-            let mut failed = None;
-            for op in ops {
-                match running.write(&group, op).await {
-                    Ok(id) => ids.push(id),
-                    Err(e) => {
-                        failed = Some(e.to_string());
-                        break;
+    let reply =
+        match request {
+            Request::Write { group, op } => match running.write(&group, op).await {
+                Ok(id) => Reply::Written { ids: vec![id] },
+                Err(e) => Reply::Error(e.to_string()),
+            },
+            Request::WriteMany { group, ops } => {
+                let mut ids = Vec::with_capacity(ops.len());
+                let mut failed = None;
+                for op in ops {
+                    match running.write(&group, op).await {
+                        Ok(id) => ids.push(id),
+                        Err(e) => {
+                            failed = Some(e.to_string());
+                            break;
+                        }
                     }
                 }
-            }
-            match failed {
-                Some(e) => Reply::Error(e),
-                None => Reply::Written { ids },
-            }
-        }
-        Request::Status => Reply::Status(status(running).await),
-        Request::Rotate { group } => match running.with_node(|n| n.rotate_epoch(&group)) {
-            Ok(epoch) => Reply::Rotated { epoch },
-            Err(e) => Reply::Error(e.to_string()),
-        },
-        Request::Link => match running.host_link() {
-            Ok((code, done)) => {
-                let addresses = running
-                    .listen_addrs()
-                    .await
-                    .unwrap_or_default()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                write_frame(
-                    &mut stream,
-                    &Reply::LinkCode {
-                        code: code.reveal().to_string(),
-                        addresses,
-                    },
-                )
-                .await?;
-                match tokio::time::timeout(crate::running::LINK_WINDOW, done).await {
-                    Ok(Ok(cert)) => Reply::Linked { label: cert.label },
-                    _ => Reply::Error("no device linked with the code in time".into()),
+                match failed {
+                    Some(e) => Reply::Error(e),
+                    None => Reply::Written { ids },
                 }
             }
-            Err(e) => Reply::Error(e.to_string()),
-        },
-    };
+            Request::Status => Reply::Status(status(running).await),
+            Request::Delivery { group, notice } => running.with_node(|n| {
+                match n.state(&group).ok().and_then(|s| s.delivered(&notice)) {
+                    Some(d) => Reply::Delivery {
+                        acked: d.acked,
+                        total: d.total,
+                    },
+                    None => Reply::Error("unknown notice".into()),
+                }
+            }),
+            Request::Rotate { group } => match running.with_node(|n| n.rotate_epoch(&group)) {
+                Ok(epoch) => Reply::Rotated { epoch },
+                Err(e) => Reply::Error(e.to_string()),
+            },
+            Request::Link => match running.host_link() {
+                Ok((code, done)) => {
+                    let addresses = running
+                        .listen_addrs()
+                        .await
+                        .unwrap_or_default()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    write_frame(
+                        &mut stream,
+                        &Reply::LinkCode {
+                            code: code.reveal().to_string(),
+                            addresses,
+                        },
+                    )
+                    .await?;
+                    match tokio::time::timeout(crate::running::LINK_WINDOW, done).await {
+                        Ok(Ok(cert)) => Reply::Linked { label: cert.label },
+                        _ => Reply::Error("no device linked with the code in time".into()),
+                    }
+                }
+                Err(e) => Reply::Error(e.to_string()),
+            },
+        };
     write_frame(&mut stream, &reply).await
 }
 
