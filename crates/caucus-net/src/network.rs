@@ -905,20 +905,25 @@ impl Driver {
         let group = self.topics.get(&message.topic).copied();
         let acceptance = match (&verdict, group) {
             (Verdict::Accept(entry), Some(group)) => {
-                match self.backend.store(&group, vec![(*entry, message.data)]) {
-                    Ok(_) => {
-                        self.emit(NetEvent::EntryReceived {
-                            group,
-                            id: *entry,
-                            origin: Origin::Gossip(source),
-                        });
-                        MessageAcceptance::Accept
+                // The membership proof verified: forward now, store off the swarm task.
+                // Storing (open, verify, fold, one durable transaction) takes
+                // milliseconds; doing it before forwarding would add them to every hop.
+                let backend = self.backend.clone();
+                let events = self.events.clone();
+                let entry = *entry;
+                tokio::task::spawn_blocking(move || {
+                    match backend.store(&group, vec![(entry, message.data)]) {
+                        Ok(_) => {
+                            let _ = events.try_send(NetEvent::EntryReceived {
+                                group,
+                                id: entry,
+                                origin: Origin::Gossip(source),
+                            });
+                        }
+                        Err(e) => tracing::warn!("storing a gossiped entry failed: {e}"),
                     }
-                    Err(e) => {
-                        tracing::warn!("storing a gossiped entry failed: {e}");
-                        MessageAcceptance::Ignore
-                    }
-                }
+                });
+                MessageAcceptance::Accept
             }
             (Verdict::Reject(reason), _) => {
                 let reason = *reason;
