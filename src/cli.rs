@@ -571,7 +571,13 @@ impl Ctx {
         }
     }
 
-    async fn write_many(&mut self, group: &GroupId, ops: Vec<Operation>) -> Result<usize> {
+    /// Many operations in one transaction (an import), through the running node if any.
+    async fn write_many(
+        &mut self,
+        group: &GroupId,
+        ops: Vec<Operation>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<usize> {
         let n = ops.len();
         if self.running() {
             Client::call(
@@ -580,9 +586,7 @@ impl Ctx {
             )
             .await?;
         } else {
-            for op in ops {
-                self.node.write(group, op)?;
-            }
+            self.node.write_many(group, ops, progress)?;
         }
         Ok(n)
     }
@@ -1721,12 +1725,12 @@ async fn import(
     bar.set_length(import.operations.len() as u64);
     bar.set_position(0);
     let total = import.operations.len();
-    // All-or-nothing: checked in full above; written in one batch per chunk.
-    let mut written = 0;
-    for chunk in import.operations.chunks(1000) {
-        written += ctx.write_many(&g, chunk.to_vec()).await?;
-        bar.set_position(written as u64);
-    }
+    // All-or-nothing: checked in full above, then sealed and stored in one transaction.
+    ctx.write_many(&g, import.operations, &mut |done, of| {
+        bar.set_length(of);
+        bar.set_position(done);
+    })
+    .await?;
     bar.finish_and_clear();
     if ctx.json {
         println!("{}", json!({"contacts": nc, "notes": nn, "entries": total}));

@@ -14,6 +14,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let args = cli::Cli::parse();
     init_logging(args.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -36,6 +37,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `caucus contact list | head` closes stdout early: end quietly, as other tools do,
+/// instead of reporting a panic.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.starts_with("failed printing to stdout") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 /// `RUST_LOG`-style filtering; quiet by default. Log lines carry ids and counts only.

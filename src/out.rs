@@ -94,7 +94,7 @@ pub(crate) fn map(map: &WorkplaceMap) {
         .max(10);
     print!("{:<dept_w$}  ", "department");
     for shift in &shifts {
-        print!("{:<26}", shift);
+        print!("{:<30}", shift);
     }
     println!("supportive");
     for (dept, row) in &map.cells {
@@ -102,7 +102,8 @@ pub(crate) fn map(map: &WorkplaceMap) {
         for shift in &shifts {
             let cell = row.get(*shift).copied().unwrap_or_default();
             let b = bar(&cell, scale);
-            let w = 26usize.saturating_sub(b.chars().count());
+            // At most 24 marks, plus one rounded up per rating: under 30.
+            let w = 30usize.saturating_sub(b.chars().count());
             print!("{b}{:w$}", "");
         }
         let total = map.by_department.get(dept).copied().unwrap_or_default();

@@ -575,3 +575,88 @@ fn three_organizers_a_phone_and_a_relay() {
     dana_run.stop();
     relay.stop();
 }
+
+/// A spreadsheet in and out: imported with no node running (one transaction), then a
+/// second sheet through a running node (the control socket), and exported back.
+#[test]
+fn spreadsheets_import_and_export_with_and_without_a_running_node() {
+    let (_d, h) = homes(1);
+    let home = &h[0];
+    init(home, "Dana");
+    ok(home, &["group", "create", "Committee"]);
+    let header = "name,department,shift,job,phone,rating,tags,assigned_to\n";
+    let first = home.join("first.csv");
+    std::fs::write(
+        &first,
+        format!("{header}Ana Ortiz,Outbound,Night,Picker,+1-555-0101,2,signed card,Dana\nBen Cole,Inbound,Day,Stower,+1-555-0102,4,,Dana\n"),
+    )
+    .unwrap();
+    let notes = home.join("notes.csv");
+    std::fs::write(
+        &notes,
+        "contact_phone,author,date,text\n+1-555-0101,Dana,2026-03-01,wants a shift meeting\n",
+    )
+    .unwrap();
+    let r = json(
+        home,
+        &[
+            "import",
+            "--contacts",
+            first.to_str().unwrap(),
+            "--notes",
+            notes.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        (r["contacts"].as_u64(), r["notes"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let mut run = Daemon::start(
+        home,
+        &["run", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"],
+    );
+    run.wait_line("listening on");
+    let second = home.join("second.csv");
+    std::fs::write(
+        &second,
+        format!("{header}Kim Tran,ICQA,Day,Problem solver,+1-555-0103,1,potential leader,Luis\n"),
+    )
+    .unwrap();
+    ok(home, &["import", "--contacts", second.to_str().unwrap()]);
+    assert_eq!(names(home), ["Ana Ortiz", "Ben Cole", "Kim Tran"]);
+    let (c_out, n_out) = (home.join("out.csv"), home.join("out-notes.csv"));
+    ok(
+        home,
+        &[
+            "export",
+            "--contacts",
+            c_out.to_str().unwrap(),
+            "--notes",
+            n_out.to_str().unwrap(),
+        ],
+    );
+    let exported = std::fs::read_to_string(&c_out).unwrap();
+    assert_eq!(exported.lines().count(), 4, "{exported}");
+    assert!(
+        exported.contains("Kim Tran") && exported.contains("signed card"),
+        "{exported}"
+    );
+    assert!(
+        std::fs::read_to_string(&n_out)
+            .unwrap()
+            .contains("wants a shift meeting")
+    );
+    // An export never overwrites a file.
+    let e = fails(
+        home,
+        &[
+            "export",
+            "--contacts",
+            c_out.to_str().unwrap(),
+            "--notes",
+            n_out.to_str().unwrap(),
+        ],
+    );
+    assert!(e.contains("never overwrites"), "{e}");
+    run.stop();
+}

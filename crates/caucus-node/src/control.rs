@@ -20,8 +20,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
-/// Largest control frame.
-pub const MAX_CONTROL_FRAME: usize = 1 << 20;
+/// Largest control frame (an import of a whole campaign is one frame; local socket only).
+pub const MAX_CONTROL_FRAME: usize = 128 << 20;
 
 /// Control connections served at once.
 const MAX_CONTROL_CLIENTS: usize = 16;
@@ -226,23 +226,10 @@ async fn handle(running: &Running, mut stream: UnixStream) -> Result<(), NodeErr
                 Ok(id) => Reply::Written { ids: vec![id] },
                 Err(e) => Reply::Error(e.to_string()),
             },
-            Request::WriteMany { group, ops } => {
-                let mut ids = Vec::with_capacity(ops.len());
-                let mut failed = None;
-                for op in ops {
-                    match running.write(&group, op).await {
-                        Ok(id) => ids.push(id),
-                        Err(e) => {
-                            failed = Some(e.to_string());
-                            break;
-                        }
-                    }
-                }
-                match failed {
-                    Some(e) => Reply::Error(e),
-                    None => Reply::Written { ids },
-                }
-            }
+            Request::WriteMany { group, ops } => match running.write_many(&group, ops).await {
+                Ok(ids) => Reply::Written { ids },
+                Err(e) => Reply::Error(e.to_string()),
+            },
             Request::Status => Reply::Status(status(running).await),
             Request::Delivery { group, notice } => running.with_node(|n| {
                 match n.state(&group).ok().and_then(|s| s.delivered(&notice)) {

@@ -547,6 +547,73 @@ impl Node {
         std::mem::take(&mut self.rotated)
     }
 
+    /// Seals many operations as this device and stores them in **one** durable
+    /// transaction, all or nothing (a spreadsheet import): `progress(done, total)` is
+    /// called as entries are stored. Entries go to the outbox like any write.
+    pub fn write_many(
+        &mut self,
+        group: &GroupId,
+        ops: Vec<Operation>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Vec<EntryId>, NodeError> {
+        let core = self.groups.get_mut(group).ok_or(NodeError::UnknownGroup)?;
+        let keys = core
+            .keyring
+            .current()
+            .ok_or_else(|| NodeError::Crypto("no epoch key to seal with".into()))?;
+        let mut envelopes = Vec::with_capacity(ops.len());
+        let mut encoded = Vec::with_capacity(ops.len());
+        let mut rng = rand::rng();
+        for op in ops {
+            self.clock = self.clock.tick(now_ms());
+            let envelope = seal(group, keys, &self.device, self.clock, op, &mut rng)
+                .map_err(|e| NodeError::Refused(e.to_string()))?;
+            encoded.push(
+                envelope
+                    .encode()
+                    .map_err(|e| NodeError::Refused(e.to_string()))?,
+            );
+            envelopes.push(envelope);
+        }
+        // Our own signatures, checked in one batch like any received entries.
+        let results = open_batch(&envelopes, &core.keyring, &Directory(core.state.state()));
+        let mut batch = Vec::with_capacity(envelopes.len());
+        let mut ids = Vec::with_capacity(envelopes.len());
+        for ((envelope, bytes), result) in envelopes.iter().zip(&encoded).zip(results) {
+            let body = result.map_err(|e| NodeError::Refused(e.to_string()))?;
+            let id = EntryId::of_encoded(bytes);
+            ids.push(id);
+            batch.push(Incoming {
+                entry: StoredEntry {
+                    id,
+                    group: *group,
+                    epoch: envelope.header.epoch,
+                    envelope: bytes.clone(),
+                },
+                body: Some(VerifiedBody {
+                    body_id: body.body_id.0,
+                    body: body.body,
+                }),
+            });
+        }
+        self.store
+            .apply_with_progress(&mut core.state, batch, self.clock.wall_ms, progress)?;
+        let rejected = ids
+            .iter()
+            .filter(|id| core.state.state().status(id) != Some(Outcome::Applied))
+            .count();
+        if rejected > 0 {
+            return Err(NodeError::Refused(format!(
+                "{rejected} of {} entries were stored but have no effect (permissions?)",
+                ids.len()
+            )));
+        }
+        for bytes in encoded {
+            self.outbox.push((*group, bytes));
+        }
+        Ok(ids)
+    }
+
     /// Checks an envelope's membership proof against the group's epochs, as a relay
     /// would: `Ok(true)` valid, `Ok(false)` an epoch this device does not hold.
     pub fn check_proof(&self, group: &GroupId, envelope: &Envelope) -> Result<bool, OpenError> {

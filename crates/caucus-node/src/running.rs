@@ -511,6 +511,33 @@ impl Running {
         Ok(id)
     }
 
+    /// Writes many operations in one transaction ([`Node::write_many`]). A large batch
+    /// is not gossiped entry by entry: connected peers are asked to sync instead.
+    pub async fn write_many(
+        &self,
+        group: &GroupId,
+        ops: Vec<Operation>,
+    ) -> Result<Vec<EntryId>, NodeError> {
+        const GOSSIP_AT_MOST: usize = 64;
+        let n = ops.len();
+        let ids = {
+            let mut node = lock(&self.node);
+            let ids = node.write_many(group, ops, &mut |_, _| {})?;
+            if n > GOSSIP_AT_MOST {
+                node.take_outbox();
+            } else {
+                self.backend.flush(&mut node);
+            }
+            ids
+        };
+        if n > GOSSIP_AT_MOST {
+            for peer in self.connected_peers().await? {
+                let _ = self.net.sync_with(peer, *group).await;
+            }
+        }
+        Ok(ids)
+    }
+
     /// Founds a group and joins its topic.
     pub async fn create_group(&self, name: &str) -> Result<GroupId, NodeError> {
         let group = self.with_node(|n| n.create_group(name))?;
