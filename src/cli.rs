@@ -772,6 +772,30 @@ pub(crate) async fn wait_for(
     }
 }
 
+/// Waits (at most a minute) for the first sync matching `done`, with a progress
+/// spinner counting the entries stored.
+async fn wait_synced(
+    rx: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+    json: bool,
+    mut done: impl FnMut(&NodeEvent) -> bool,
+) -> bool {
+    let bar = indicatif::ProgressBar::new_spinner();
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_message("syncing");
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let ok = wait_for(rx, Duration::from_secs(60), |e| {
+        if let NodeEvent::SyncProgress { entries_stored, .. } = e {
+            bar.set_message(format!("syncing: {entries_stored} entries stored"));
+        }
+        done(e)
+    })
+    .await;
+    bar.finish_and_clear();
+    ok
+}
+
 pub(crate) async fn dispatch(cli: Cli) -> Result<()> {
     let home_dir = match &cli.home {
         Some(h) => h.clone(),
@@ -1881,9 +1905,9 @@ async fn join(ctx: &mut Ctx, ticket: &str, peers: Vec<Multiaddr>, net: &NetArgs)
     .await?;
     let mut rx = running.subscribe();
     let group = running.join(&ticket, &peers).await?;
-    let synced = wait_for(
+    let synced = wait_synced(
         &mut rx,
-        Duration::from_secs(60),
+        ctx.json,
         |e| matches!(e, NodeEvent::SyncFinished { group: g, .. } if *g == group),
     )
     .await;
@@ -2026,7 +2050,7 @@ async fn device_add(
     )
     .await?;
     let mut rx = running.subscribe();
-    let synced = wait_for(&mut rx, Duration::from_secs(60), |e| {
+    let synced = wait_synced(&mut rx, json, |e| {
         matches!(e, NodeEvent::SyncFinished { .. })
     })
     .await;
