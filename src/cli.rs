@@ -577,8 +577,7 @@ impl Ctx {
         group: &GroupId,
         ops: Vec<Operation>,
         progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<usize> {
-        let n = ops.len();
+    ) -> Result<()> {
         if self.running() {
             Client::call(
                 &self.home.socket(),
@@ -588,7 +587,7 @@ impl Ctx {
         } else {
             self.node.write_many(group, ops, progress)?;
         }
-        Ok(n)
+        Ok(())
     }
 
     /// Opens the home again (after the running node let go of it, or to hand the node
@@ -599,33 +598,13 @@ impl Ctx {
 
     fn contact(&self, group: &GroupId, prefix: &str) -> Result<ContactId> {
         let rows = self.node.store().all_contacts(group)?;
-        let lower = prefix.to_lowercase();
-        let hits: Vec<ContactId> = rows
-            .iter()
-            .filter(|c| !c.removed && hex::encode(c.id.0).starts_with(&lower))
-            .map(|c| c.id)
-            .collect();
-        match hits.as_slice() {
-            [one] if !lower.is_empty() => Ok(*one),
-            [] | [_] => bail!("no contact with id {prefix} (see `caucus contact list`)"),
-            _ => bail!("{prefix} matches several contacts: give more of the id"),
-        }
+        let live = rows.iter().filter(|c| !c.removed).map(|c| (c.id.0, c.id));
+        by_prefix(live, prefix, "contact", "caucus contact list")
     }
 
     fn notice(&self, group: &GroupId, prefix: &str) -> Result<NoticeId> {
-        let lower = prefix.to_lowercase();
-        let hits: Vec<NoticeId> = self
-            .node
-            .state(group)?
-            .notices()
-            .filter(|n| hex::encode(n.id.0).starts_with(&lower))
-            .map(|n| n.id)
-            .collect();
-        match hits.as_slice() {
-            [one] if !lower.is_empty() => Ok(*one),
-            [] | [_] => bail!("no notice with id {prefix} (see `caucus notice list`)"),
-            _ => bail!("{prefix} matches several notices: give more of the id"),
-        }
+        let notices = self.node.state(group)?.notices().map(|n| (n.id.0, n.id));
+        by_prefix(notices, prefix, "notice", "caucus notice list")
     }
 
     fn member(&self, group: &GroupId, who: &str) -> Result<IdentityKey> {
@@ -645,6 +624,29 @@ impl Ctx {
             [] => bail!("no current member \"{who}\" (see `caucus member list`)"),
             _ => bail!("\"{who}\" matches several members: use the id"),
         }
+    }
+}
+
+/// The one item whose id, in hex, starts with `prefix` (ids are shown as their first 8
+/// hex digits), or a one-line reason naming the list to look at.
+fn by_prefix<const N: usize, T: Copy>(
+    items: impl Iterator<Item = ([u8; N], T)>,
+    prefix: &str,
+    what: &str,
+    list: &str,
+) -> Result<T> {
+    let lower = prefix.trim().to_lowercase();
+    let hits: Vec<T> = items
+        .filter(|(id, _)| !lower.is_empty() && hex::encode(id).starts_with(&lower))
+        .map(|(_, t)| t)
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!("no {what} with id {prefix}: it matches 0 (see `{list}`)"),
+        _ => bail!(
+            "{prefix} matches {} {what}s: give more of the id",
+            hits.len()
+        ),
     }
 }
 
@@ -1056,23 +1058,18 @@ async fn command(ctx: &mut Ctx, command: Command) -> Result<()> {
         }
         Command::Device(DeviceCmd::Revoke { device, group }) => {
             let g = ctx.group(&group)?;
-            let lower = device.to_lowercase();
-            let hits: Vec<_> = ctx
-                .node
-                .store()
-                .devices(&g)?
-                .into_iter()
-                .filter(|d| !d.revoked && hex::encode(d.device.0).starts_with(&lower))
-                .collect();
-            let [d] = hits.as_slice() else {
-                bail!("device id {device} matches {} devices", hits.len());
-            };
-            ctx.write(&g, Operation::DeviceRevoked { device: d.device })
+            let devices = ctx.node.store().devices(&g)?;
+            let live = devices
+                .iter()
+                .filter(|d| !d.revoked)
+                .map(|d| (d.device.0, d.device));
+            let d = by_prefix(live, &device, "device", "caucus device list")?;
+            ctx.write(&g, Operation::DeviceRevoked { device: d })
                 .await?;
             let epoch = rotate(ctx, &g).await?;
             println!(
                 "device {} revoked; group moved to epoch {epoch}",
-                out::short(&d.device.0)
+                out::short(&d.0)
             );
         }
         Command::Member(MemberCmd::List { group }) => {
@@ -1514,18 +1511,9 @@ async fn followup(ctx: &mut Ctx, f: FollowupCmd) -> Result<()> {
         }
         FollowupCmd::Done { id, group } => {
             let g = ctx.group(&group)?;
-            let lower = id.to_lowercase();
-            let hits: Vec<FollowupId> = ctx
-                .node
-                .store()
-                .followups(&g)?
-                .iter()
-                .filter(|f| hex::encode(f.id.0).starts_with(&lower))
-                .map(|f| f.id)
-                .collect();
-            let [fid] = hits.as_slice() else {
-                bail!("follow-up id {id} matches {} follow-ups", hits.len());
-            };
+            let followups = ctx.node.store().followups(&g)?;
+            let ids = followups.iter().map(|f| (f.id.0, f.id));
+            let fid = &by_prefix(ids, &id, "follow-up", "caucus followup list")?;
             ctx.write(
                 &g,
                 Operation::FollowupDone {
@@ -2143,7 +2131,6 @@ async fn relay(
             .map_err(|e| anyhow!("{e}"))?;
     }
     let peer = net.local_peer_id();
-    let mut printed = false;
     println!(
         "caucus relay {peer} serving {} groups (ciphertext only)",
         relay.groups().len()
@@ -2156,7 +2143,6 @@ async fn relay(
                     // Reservations hand out the relay's external addresses.
                     net.add_external_address(address.clone()).await.map_err(|e| anyhow!("{e}"))?;
                     println!("  listening on {}/p2p/{peer}", address);
-                    printed = true;
                 }
                 Some(caucus_net::NetEvent::PeerPenalized { peer, reason }) => println!("peer {peer} cut off: {reason}"),
                 Some(_) => {}
@@ -2164,7 +2150,6 @@ async fn relay(
             }
         }
     }
-    let _ = printed;
     relay.checkpoint()?;
     let _ = net.shutdown().await;
     Ok(())

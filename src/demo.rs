@@ -404,15 +404,12 @@ async fn story(root: &Path) -> Result<()> {
     ));
 
     // 8. Store and forward: Maria is away while Dana writes, then Dana is away.
-    let maria = {
-        maria.shutdown().await?;
-        maria_home.clone()
-    };
+    maria.shutdown().await?;
     let news = dana
         .write(&g, note(ids[1], "card drive moved to Friday"))
         .await?;
     let deadline = Instant::now() + STEP_TIMEOUT;
-    while !relay.usage().iter().any(|(_, u)| u.entries > 0) || !relay_holds(&relay, &g, &news) {
+    while !relay.holds(&g, &news) {
         ensure!(
             Instant::now() < deadline,
             "the relay did not take Dana's entry"
@@ -423,7 +420,11 @@ async fn story(root: &Path) -> Result<()> {
     dana.shutdown().await?;
     phone.shutdown().await?;
     luis_node.shutdown().await?;
-    let (maria, _) = start(Node::open(&maria, PASS)?, std::slice::from_ref(&relay_addr)).await?;
+    let (maria, _) = start(
+        Node::open(&maria_home, PASS)?,
+        std::slice::from_ref(&relay_addr),
+    )
+    .await?;
     let deadline = Instant::now() + STEP_TIMEOUT;
     while hash(&maria, &g)? != dana_hash {
         ensure!(
@@ -448,8 +449,4 @@ async fn story(root: &Path) -> Result<()> {
     ));
     let _ = relay_net.shutdown().await;
     Ok(())
-}
-
-fn relay_holds(relay: &Relay, g: &GroupId, id: &caucus_proto::EntryId) -> bool {
-    relay.holds(g, id)
 }

@@ -86,6 +86,31 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
+/// The relay-side verdict on an envelope, from the relay tokens held for its group:
+/// [`Validation::Ignore`] when none is for its epoch (not checkable yet),
+/// [`Validation::Accept`] when one verifies its membership proof, else
+/// [`Validation::Reject`]. Shared by every backend.
+pub fn validate_with_tokens(
+    envelope: &Envelope,
+    tokens: impl IntoIterator<Item = RelayToken>,
+) -> Validation {
+    let mut any = false;
+    for t in tokens {
+        if t.epoch != envelope.header.epoch {
+            continue;
+        }
+        any = true;
+        if verify_proof(envelope, &t).is_ok() {
+            return Validation::Accept;
+        }
+    }
+    if any {
+        Validation::Reject
+    } else {
+        Validation::Ignore
+    }
+}
+
 /// What [`MemoryBackend`] knows of one group.
 ///
 /// `session_key` stands in for the epoch membership key until `caucus-crypto` can sign a
@@ -244,18 +269,7 @@ impl Backend for MemoryBackend {
         if envelope.header.group != *group {
             return Validation::Reject;
         }
-        match g
-            .keys
-            .tokens
-            .iter()
-            .find(|t| t.epoch == envelope.header.epoch)
-        {
-            None => Validation::Ignore,
-            Some(token) => match verify_proof(envelope, token) {
-                Ok(()) => Validation::Accept,
-                Err(_) => Validation::Reject,
-            },
-        }
+        validate_with_tokens(envelope, g.keys.tokens.iter().copied())
     }
 
     fn store(

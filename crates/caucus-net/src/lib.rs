@@ -35,7 +35,9 @@ pub mod handshake;
 mod network;
 pub mod sync;
 
-pub use backend::{Backend, BackendError, GroupKeys, MemoryBackend, Validation};
+pub use backend::{
+    Backend, BackendError, GroupKeys, MemoryBackend, Validation, validate_with_tokens,
+};
 pub use handshake::{HandshakeError, HandshakeKind};
 pub use network::{Config, NetError, Network, RelayLimits};
 pub use sync::{SYNC_PROTOCOL, SyncLimits};

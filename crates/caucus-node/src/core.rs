@@ -25,7 +25,7 @@ use caucus_crypto::link::{LinkHost, LinkNewDevice, PairingCode};
 use caucus_crypto::seal::DeviceDirectory;
 use caucus_crypto::{
     DeviceKeys, EpochSecret, IdentityKeypair, Keyring, OpenError, open_batch, seal,
-    session_proof_epoch, verify_proof,
+    session_proof_epoch,
 };
 use caucus_model::{OpenedEntry, Outcome, State};
 use caucus_proto::{
@@ -347,21 +347,6 @@ impl Node {
         Ok(self.core(group)?.state.state())
     }
 
-    /// Whether an entry is held but not opened yet (waiting for a device link or an
-    /// epoch key).
-    pub fn is_waiting(&self, group: &GroupId, id: &EntryId) -> bool {
-        self.groups
-            .get(group)
-            .is_some_and(|g| g.pending.contains_key(id))
-    }
-
-    /// Why a held entry does not open now, if it does not.
-    pub fn open_error(&self, group: &GroupId, id: &EntryId) -> Option<OpenError> {
-        let g = self.groups.get(group)?;
-        let p = g.pending.get(id)?;
-        caucus_crypto::open(&p.envelope, &g.keyring, &Directory(g.state.state())).err()
-    }
-
     /// The keyring of a group.
     pub fn keyring(&self, group: &GroupId) -> Result<&Keyring, NodeError> {
         Ok(&self.core(group)?.keyring)
@@ -612,25 +597,6 @@ impl Node {
             self.outbox.push((*group, bytes));
         }
         Ok(ids)
-    }
-
-    /// Checks an envelope's membership proof against the group's epochs, as a relay
-    /// would: `Ok(true)` valid, `Ok(false)` an epoch this device does not hold.
-    pub fn check_proof(&self, group: &GroupId, envelope: &Envelope) -> Result<bool, OpenError> {
-        let core = self.groups.get(group).ok_or(OpenError::WrongGroup)?;
-        let epoch = envelope.header.epoch;
-        let candidates = core.keyring.candidates(epoch);
-        if candidates.is_empty() {
-            return Ok(false);
-        }
-        let mut last = OpenError::BadProof;
-        for k in candidates {
-            match verify_proof(envelope, &k.relay_token()) {
-                Ok(()) => return Ok(true),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
     }
 
     /// A session proof for `/caucus/sync/1`, if this device is in the group. It is made

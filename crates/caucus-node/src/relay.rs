@@ -14,7 +14,7 @@
 //! so there is no passphrase to ask for): what it holds is ciphertext in any case.
 
 use crate::NodeError;
-use caucus_crypto::{RelayCredential, RelayToken, session_proof_epoch, verify_proof};
+use caucus_crypto::{RelayCredential, RelayToken, session_proof_epoch};
 use caucus_net::{Backend, BackendError, Validation};
 use caucus_proto::{EntryId, Envelope, GroupId, codec};
 use caucus_store::{DbKey, Store, StoredEntry};
@@ -384,20 +384,7 @@ impl Backend for Relay {
             // A group not (or no longer) served: drop, without blaming its members.
             return Validation::Ignore;
         };
-        let tokens: Vec<&RelayToken> = g
-            .grant
-            .tokens
-            .iter()
-            .filter(|t| t.epoch == envelope.header.epoch)
-            .collect();
-        if tokens.is_empty() {
-            return Validation::Ignore;
-        }
-        if tokens.iter().any(|t| verify_proof(envelope, t).is_ok()) {
-            Validation::Accept
-        } else {
-            Validation::Reject
-        }
+        caucus_net::validate_with_tokens(envelope, g.grant.tokens.iter().copied())
     }
 
     fn store(
@@ -445,8 +432,9 @@ impl Backend for Relay {
             .insert_entries(&batch, crate::now_ms())
             .map_err(|e| BackendError::Store(e.to_string()))?;
         // Duplicates took no room.
+        let new: std::collections::HashSet<&EntryId> = inserted.new.iter().collect();
         for e in &batch {
-            if !inserted.new.contains(&e.id) {
+            if !new.contains(&e.id) {
                 usage.bytes = usage.bytes.saturating_sub(e.envelope.len() as u64);
             }
         }

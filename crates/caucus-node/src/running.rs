@@ -15,7 +15,7 @@ use crate::{Node, NodeError, now_ms};
 use caucus_crypto::invite::InviteTicket;
 use caucus_crypto::link::{LinkHost, PairingCode};
 use caucus_net::{
-    Backend, BackendError, HandshakeKind, Multiaddr, NetEvent, Network, Origin, PeerId, Validation,
+    Backend, BackendError, HandshakeKind, Multiaddr, NetEvent, Network, PeerId, Validation,
 };
 use caucus_proto::{DeviceCert, EntryId, Envelope, GroupId, NoticeId, Operation};
 use caucus_sync::EntryIndex;
@@ -279,10 +279,16 @@ impl Backend for NodeBackend {
     }
 
     fn validate(&self, group: &GroupId, envelope: &Envelope) -> Validation {
-        match lock(&self.node).check_proof(group, envelope) {
-            Ok(true) => Validation::Accept,
-            Ok(false) => Validation::Ignore,
-            Err(_) => Validation::Reject,
+        let node = lock(&self.node);
+        match node.groups.get(group) {
+            Some(core) => caucus_net::validate_with_tokens(
+                envelope,
+                core.keyring
+                    .candidates(envelope.header.epoch)
+                    .iter()
+                    .map(|k| k.relay_token()),
+            ),
+            None => Validation::Ignore,
         }
     }
 
@@ -752,10 +758,7 @@ fn translate(ev: NetEvent, last_sync: &Mutex<HashMap<GroupId, SyncStatus>>) -> O
             }
         }
         NetEvent::SyncFailed { peer, group, .. } => NodeEvent::SyncFailed { peer, group },
-        NetEvent::EntryReceived {
-            origin: Origin::Sync | Origin::Gossip(_),
-            ..
-        } => return None,
+        // Entries are reported by the backend once opened and stored (`EntryStored`).
         _ => return None,
     })
 }
