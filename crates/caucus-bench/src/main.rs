@@ -1,72 +1,119 @@
 //! `caucus-bench`: multi-node scenarios on loopback, printed as a table and written as
 //! JSON, each next to what a user would pick instead, measured in the same run.
 //!
-//! Scenarios so far:
+//! Scenarios (`--scenarios`, default all):
 //!
-//! - **fan-out**: an urgent notice from one organizer until all N nodes hold it (each
-//!   node's `EntryStored` event), for several N, next to bare libp2p gossipsub (same
-//!   transport, same gossipsub settings, no validation, no storage) publishing the same
-//!   envelope bytes on the same topology: node i dials node 0 and node i − 1.
+//! - **fanout**: an urgent notice from one organizer until all N nodes hold it, for
+//!   several N (in-process), next to bare libp2p gossipsub on the same topology
+//!   ([`fanout`]);
+//! - **sync**: the campaign dataset (`--campaign DIR`, default the reference
+//!   `shared/data/campaign-10k`, plus 200 notices) written by one organizer, synced to a
+//!   fresh device from the office relay alone, then 1 and 100 new entries after a
+//!   reconnect; next to automerge's sync protocol carrying the same records and a raw
+//!   loopback TCP transfer of the same ciphertext bytes; plus the write path and the
+//!   cold start ([`sync`], [`automerge_sync`]);
+//! - **processes**: real `caucus` processes (the binary next to this one): an idle node
+//!   holding the dataset (RSS, cold start) and an office relay holding 200 and 500
+//!   circuit reservations (RSS, CPU) ([`procs`]).
 //!
 //! ```text
-//! cargo run --release -p caucus-bench -- --sizes 10,50,200 --rounds 5 --json bench.json
-//! cargo run -p caucus-bench -- --tiny        # CI: proves the harness runs, asserts no timing
+//! cargo build --release -p caucus-bench -p caucus
+//! target/release/caucus-bench --json bench.json                     # everything
+//! target/release/caucus-bench --scenarios sync,processes            # one or two
+//! cargo run -p caucus-bench -- --tiny    # CI: proves the harness runs, asserts no timing
 //! ```
 //!
 //! Homes use the cheapest Argon2id parameters (`KdfParams::insecure_for_tests`): the bench
-//! measures the network, not the passphrase.
+//! measures the network and the store, not the passphrase.
+
+mod automerge_sync;
+mod campaign;
+mod fanout;
+mod procs;
+mod sync;
 
 use anyhow::{Context, Result, bail};
-use caucus_crypto::at_rest::KdfParams;
-use caucus_net::{Multiaddr, gossip};
-use caucus_node::{Node, NodeConfig, NodeEvent, Running, now_ms};
-use caucus_proto::{GroupId, NoticeContent, NoticeId, Operation};
-use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic};
-use libp2p::swarm::SwarmEvent;
 use serde_json::json;
-use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-
-/// Commands queued to one bare gossipsub node.
-const BARE_COMMANDS: usize = 64;
-/// Deliveries queued from all bare nodes to the measuring loop.
-const BARE_DELIVERIES: usize = 1 << 16;
+use std::path::PathBuf;
+use std::time::Duration;
 
 /// The longest any wait in a scenario may take.
-const WAIT: Duration = Duration::from_secs(120);
+pub(crate) const WAIT: Duration = Duration::from_secs(300);
 
 struct Args {
+    scenarios: Vec<String>,
     sizes: Vec<usize>,
     rounds: usize,
-    json: Option<std::path::PathBuf>,
+    relay_peers: Vec<usize>,
+    campaign: Option<PathBuf>,
+    notices: usize,
+    tiny: bool,
+    json: Option<PathBuf>,
 }
+
+const SCENARIOS: [&str; 3] = ["fanout", "sync", "processes"];
 
 fn args() -> Result<Args> {
     let mut a = Args {
+        scenarios: SCENARIOS.iter().map(ToString::to_string).collect(),
         sizes: vec![10, 50, 200],
         rounds: 5,
+        relay_peers: vec![200, 500],
+        campaign: None,
+        notices: 200,
+        tiny: false,
         json: None,
+    };
+    let list = |v: Option<String>, what: &str| -> Result<Vec<usize>> {
+        v.with_context(|| format!("{what} needs a list like 10,50"))?
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse()
+                    .with_context(|| format!("{what} takes numbers"))
+            })
+            .collect()
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--sizes" => {
-                a.sizes = it
+            "--scenarios" => {
+                a.scenarios = it
                     .next()
-                    .context("--sizes needs a list like 10,50")?
+                    .context("--scenarios needs a list like fanout,sync")?
                     .split(',')
-                    .map(|s| s.trim().parse().context("--sizes takes numbers"))
-                    .collect::<Result<_>>()?;
+                    .map(|s| s.trim().to_string())
+                    .collect();
+                if let Some(bad) = a
+                    .scenarios
+                    .iter()
+                    .find(|s| !SCENARIOS.contains(&s.as_str()))
+                {
+                    bail!(
+                        "unknown scenario {bad} (scenarios: {})",
+                        SCENARIOS.join(", ")
+                    );
+                }
             }
+            "--sizes" => a.sizes = list(it.next(), "--sizes")?,
+            "--relay-peers" => a.relay_peers = list(it.next(), "--relay-peers")?,
             "--rounds" => a.rounds = it.next().context("--rounds needs a number")?.parse()?,
+            "--campaign" => {
+                a.campaign = Some(it.next().context("--campaign needs a directory")?.into())
+            }
+            "--notices" => a.notices = it.next().context("--notices needs a number")?.parse()?,
             "--json" => a.json = Some(it.next().context("--json needs a path")?.into()),
             "--tiny" => {
+                a.tiny = true;
                 a.sizes = vec![4];
                 a.rounds = 1;
+                a.relay_peers = vec![5];
+                a.notices = 5;
             }
             other => {
-                bail!("unknown argument {other} (try --sizes 10,50 --rounds 5 --json out.json)")
+                bail!(
+                    "unknown argument {other} (try --scenarios fanout,sync --sizes 10,50 --json out.json)"
+                )
             }
         }
     }
@@ -83,311 +130,15 @@ fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     (at(0.5), at(0.99), at(1.0))
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-// ---- caucus ------------------------------------------------------------------------
-
-fn config(peers: Vec<Multiaddr>, auto_ack: bool) -> NodeConfig {
-    let mut net = caucus_net::Config::loopback();
-    net.bootstrap = peers;
-    NodeConfig {
-        net,
-        auto_ack_urgent: auto_ack,
-    }
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { f64::NAN }
 }
 
-/// `n` real nodes in one group: node 0 founds it, every other joins with an invite and
-/// dials node 0 and its predecessor.
-async fn caucus_committee(
-    dir: &std::path::Path,
-    n: usize,
-    auto_ack: bool,
-) -> Result<(GroupId, Vec<Running>)> {
-    let kdf = KdfParams::insecure_for_tests();
-    let first = Node::init(&dir.join("n0"), b"bench", "organizer 0", "laptop", kdf)?;
-    let first = Running::start(first, config(Vec::new(), auto_ack)).await?;
-    let addr0 = first.wait_listening(WAIT).await?;
-    let g = first.create_group("bench committee").await?;
-    let mut nodes = vec![first];
-    let mut prev = addr0.clone();
-    for i in 1..n {
-        let text: Vec<String> = addr0.iter().map(ToString::to_string).collect();
-        let ticket =
-            nodes[0].with_node(|node| node.create_invite(&g, text, now_ms() + 3_600_000))?;
-        let node = Node::init(
-            &dir.join(format!("n{i}")),
-            b"bench",
-            &format!("organizer {i}"),
-            "laptop",
-            kdf,
-        )?;
-        let mut peers = addr0.clone();
-        peers.extend(prev.iter().cloned());
-        let r = Running::start(node, config(peers, auto_ack)).await?;
-        prev = r.wait_listening(WAIT).await?;
-        r.join(&ticket, &[]).await?;
-        nodes.push(r);
-    }
-    let deadline = Instant::now() + WAIT;
-    while !nodes.iter().all(|r| {
-        r.with_node(|node| {
-            node.state(&g)
-                .map(|s| s.current_members().count())
-                .unwrap_or(0)
-        }) == n
-    }) {
-        if Instant::now() > deadline {
-            bail!("the committee of {n} did not settle");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok((g, nodes))
-}
-
-/// Per-node latencies (ms) of `rounds` urgent notices from node 0, and one envelope's bytes.
-async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Result<(Vec<f64>, Vec<u8>)> {
-    let dir = tempfile::tempdir()?;
-    let (g, nodes) = caucus_committee(dir.path(), n, auto_ack).await?;
-    // Let the gossip mesh form (a few heartbeats) before timing.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut lat = Vec::new();
-    let mut sample = Vec::new();
-    for round in 0..rounds {
-        let notice = NoticeId([round as u8 + 1; 16]);
-        // One listener per node, stamping the moment its node reports the entry stored.
-        let (tx, mut arrivals) = mpsc::channel(n);
-        let (id_tx, _) = tokio::sync::broadcast::channel::<caucus_proto::EntryId>(1);
-        for r in nodes.iter().skip(1) {
-            let mut rx = r.subscribe();
-            let tx = tx.clone();
-            let mut want = id_tx.subscribe();
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut target = None;
-                loop {
-                    tokio::select! {
-                        id = want.recv(), if target.is_none() => match id {
-                            Ok(id) => {
-                                if let Some((_, at)) = seen.iter().find(|(s, _)| *s == id) {
-                                    let _ = tx.send(*at).await;
-                                    return;
-                                }
-                                target = Some(id);
-                            }
-                            Err(_) => return,
-                        },
-                        ev = rx.recv() => match ev {
-                            Ok(NodeEvent::EntryStored { id, .. }) => {
-                                let at = Instant::now();
-                                if target == Some(id) {
-                                    let _ = tx.send(at).await;
-                                    return;
-                                }
-                                seen.push((id, at));
-                            }
-                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                            Err(_) => return,
-                        },
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let started = Instant::now();
-        let id = nodes[0]
-            .write(
-                &g,
-                Operation::NoticePosted {
-                    notice,
-                    content: NoticeContent {
-                        title: "Emergency committee meeting".into(),
-                        starts_at_ms: now_ms() + 3_600_000,
-                        place: "Union hall, room 2".into(),
-                        body: "Bring the petition sheets.".into(),
-                        urgent: true,
-                        expires_at_ms: None,
-                    },
-                },
-            )
-            .await?;
-        let _ = id_tx.send(id);
-        if sample.is_empty() {
-            sample = nodes[0]
-                .with_node(|node| node.store().entry(&id))?
-                .context("own entry not stored")?;
-        }
-        for i in 1..n {
-            let at = tokio::time::timeout(WAIT, arrivals.recv())
-                .await
-                .ok()
-                .flatten()
-                .with_context(|| format!("only {} of {} nodes got the notice", i - 1, n - 1))?;
-            lat.push(ms(at.duration_since(started)));
-        }
-        // Let the acknowledgements of this round settle before the next.
-        let settle = Instant::now() + WAIT;
-        while auto_ack
-            && Instant::now() < settle
-            && nodes[0].with_node(|node| {
-                node.state(&g)
-                    .ok()
-                    .and_then(|s| s.delivered(&notice))
-                    .is_some_and(|d| d.acked < d.total)
-            })
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    for r in nodes {
-        r.shutdown().await?;
-    }
-    Ok((lat, sample))
-}
-
-// ---- bare gossipsub ------------------------------------------------------------------
-
-#[derive(libp2p::swarm::NetworkBehaviour)]
-struct Bare {
-    gossipsub: gossipsub::Behaviour,
-}
-
-/// A bare node: tcp + noise + yamux + gossipsub, nothing else.
-async fn bare_node(
-    index: usize,
-    topic: IdentTopic,
-    got: mpsc::Sender<(usize, Vec<u8>, Instant)>,
-) -> Result<(mpsc::Sender<BareCmd>, Multiaddr)> {
-    let config = gossipsub::ConfigBuilder::default()
-        .max_transmit_size(gossip::MAX_TRANSMIT_BYTES)
-        .validation_mode(gossipsub::ValidationMode::Anonymous)
-        .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(blake3_id(&m.data)))
-        .flood_publish(true)
-        .heartbeat_initial_delay(Duration::from_millis(100))
-        .heartbeat_interval(Duration::from_secs(1))
-        .build()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default().nodelay(true),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )?
-        .with_behaviour(|_| {
-            Ok(Bare {
-                gossipsub: gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Anonymous,
-                    config,
-                )
-                .map_err(|e| std::io::Error::other(e.to_string()))?,
-            })
-        })
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .build();
-    swarm.behaviour_mut().gossipsub.subscribe(&topic)?;
-    swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
-    let addr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-            break address
-                .with_p2p(*swarm.local_peer_id())
-                .unwrap_or_else(|a| a);
-        }
-    };
-    let (tx, mut rx) = mpsc::channel(BARE_COMMANDS);
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                ev = swarm.select_next_some() => {
-                    if let SwarmEvent::Behaviour(BareEvent::Gossipsub(gossipsub::Event::Message { message, .. })) = ev {
-                        let _ = got.try_send((index, message.data, Instant::now()));
-                    }
-                }
-                cmd = rx.recv() => match cmd {
-                    Some(BareCmd::Dial(a)) => { let _ = swarm.dial(a); }
-                    Some(BareCmd::Publish(bytes)) => { let _ = swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes); }
-                    Some(BareCmd::Peers(reply)) => { let _ = reply.send(swarm.behaviour().gossipsub.all_peers().count()); }
-                    None => break,
-                }
-            }
-        }
-    });
-    Ok((tx, addr))
-}
-
-enum BareCmd {
-    Dial(Multiaddr),
-    Publish(Vec<u8>),
-    Peers(tokio::sync::oneshot::Sender<usize>),
-}
-
-fn blake3_id(data: &[u8]) -> Vec<u8> {
-    caucus_proto::EntryId::of_encoded(data).as_bytes().to_vec()
-}
-
-/// Per-node latencies (ms) of `rounds` publishes of `sample`-sized messages from node 0.
-async fn bare_fanout(n: usize, rounds: usize, sample: &[u8]) -> Result<Vec<f64>> {
-    let topic = IdentTopic::new("bench");
-    let (got_tx, mut got) = mpsc::channel(BARE_DELIVERIES);
-    let mut nodes = Vec::new();
-    let mut addrs: Vec<Multiaddr> = Vec::new();
-    for i in 0..n {
-        let (tx, addr) = bare_node(i, topic.clone(), got_tx.clone()).await?;
-        if i > 0 {
-            tx.send(BareCmd::Dial(addrs[0].clone())).await?;
-            if i > 1 {
-                tx.send(BareCmd::Dial(addrs[i - 1].clone())).await?;
-            }
-        }
-        nodes.push(tx);
-        addrs.push(addr);
-    }
-    let deadline = Instant::now() + WAIT;
-    for tx in &nodes {
-        loop {
-            let (reply, rx) = tokio::sync::oneshot::channel();
-            tx.send(BareCmd::Peers(reply)).await?;
-            if rx.await? > 0 {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("bare gossipsub mesh did not form");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut lat = Vec::new();
-    for round in 0..rounds {
-        let mut bytes = sample.to_vec();
-        // Same size, a fresh message each round (gossipsub deduplicates by content).
-        let len = bytes.len();
-        let tail = len.saturating_sub(8);
-        bytes[tail..].copy_from_slice(&(round as u64 + 1).to_le_bytes()[..len - tail]);
-        let started = Instant::now();
-        nodes[0].send(BareCmd::Publish(bytes.clone())).await?;
-        let mut seen = std::collections::BTreeSet::new();
-        while seen.len() < n - 1 {
-            let (i, data, at) = tokio::time::timeout(WAIT, got.recv())
-                .await
-                .context("bare gossipsub: a node never got the message")?
-                .context("bare nodes stopped")?;
-            if data == bytes && seen.insert(i) {
-                lat.push(ms(at.duration_since(started)));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    Ok(lat)
-}
-
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<()> {
-    let a = args()?;
-    let mut rows = Vec::new();
+async fn run_fanout(a: &Args, rows: &mut Vec<serde_json::Value>) -> Result<()> {
     println!(
         "fan-out: an urgent notice until all N nodes hold it (ms), caucus next to bare gossipsub, same topology"
     );
@@ -399,15 +150,15 @@ async fn main() -> Result<()> {
         "N", "caucus, acks p50/p99/max", "caucus, no acks", "bare gossipsub", "p99 ratio"
     );
     for &n in &a.sizes {
-        let (acks, sample) = caucus_fanout(n, a.rounds, true).await?;
-        let (quiet, _) = caucus_fanout(n, a.rounds, false).await?;
-        let bare = bare_fanout(n, a.rounds, &sample).await?;
+        let (acks, sample) = fanout::caucus_fanout(n, a.rounds, true).await?;
+        let (quiet, _) = fanout::caucus_fanout(n, a.rounds, false).await?;
+        let bare = fanout::bare_fanout(n, a.rounds, &sample).await?;
         let (a50, a99, amax) = stats(acks);
         let (o50, o99, omax) = stats(quiet);
         let (b50, b99, bmax) = stats(bare);
-        let ratio = if b99 > 0.0 { o99 / b99 } else { f64::NAN };
+        let r = ratio(o99, b99);
         println!(
-            "{n:>5}  {:>24}  {:>22}  {:>22}  {ratio:>8.2}x",
+            "{n:>5}  {:>24}  {:>22}  {:>22}  {r:>8.2}x",
             format!("{a50:.1}/{a99:.1}/{amax:.1}"),
             format!("{o50:.1}/{o99:.1}/{omax:.1}"),
             format!("{b50:.1}/{b99:.1}/{bmax:.1}")
@@ -417,8 +168,165 @@ async fn main() -> Result<()> {
             "caucus_with_acks_ms": {"p50": a50, "p99": a99, "max": amax},
             "caucus_ms": {"p50": o50, "p99": o99, "max": omax},
             "bare_gossipsub_ms": {"p50": b50, "p99": b99, "max": bmax},
-            "p99_ratio": ratio,
+            "p99_ratio": r,
         }));
+    }
+    Ok(())
+}
+
+fn campaign(a: &Args) -> Result<campaign::Campaign> {
+    if a.tiny {
+        return Ok(campaign::Campaign::synthetic(40, 200, a.notices));
+    }
+    let dir = match &a.campaign {
+        Some(d) => d.clone(),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/campaign-10k"),
+    };
+    campaign::Campaign::load(&dir, a.notices)
+}
+
+async fn run_sync(
+    a: &Args,
+    home: &std::path::Path,
+    rows: &mut Vec<serde_json::Value>,
+) -> Result<()> {
+    let c = campaign(a)?;
+    let ops = c.operations()?;
+    println!();
+    println!(
+        "sync: {} records ({} bytes as CSV) from the office relay to a fresh device, next to automerge and raw TCP",
+        ops.len(),
+        c.csv_bytes()
+    );
+    let am = automerge_sync::run(&ops, |i| campaign::extra_note(&ops, 20_000 + i))?;
+    let f = sync::run(&c, home).await?;
+    let raw = ms(f.raw_tcp);
+    println!(
+        "{:<34} {:>12} {:>14} {:>14} {:>12}",
+        "", "caucus", "automerge", "ratio", "raw TCP"
+    );
+    let line =
+        |what: &str, ours: &sync::Synced, theirs: &automerge_sync::Exchange, raw: Option<f64>| {
+            println!(
+                "{what:<34} {:>9.1} ms {:>11.1} ms {:>13.2}x {:>12}",
+                ms(ours.time),
+                ms(theirs.time),
+                ratio(ms(ours.time), ms(theirs.time)),
+                raw.map_or(String::new(), |r| format!("{r:.1} ms"))
+            );
+            println!(
+                "{:<34} {:>12} {:>14} {:>13.2}x",
+                "  bytes",
+                ours.wire_bytes,
+                theirs.bytes,
+                ratio(ours.wire_bytes as f64, theirs.bytes as f64)
+            );
+        };
+    line("initial sync", &f.initial, &am.initial, Some(raw));
+    line("incremental, 1 new entry", &f.one_new, &am.one_new, None);
+    line(
+        "incremental, 100 new entries",
+        &f.hundred_new,
+        &am.hundred_new,
+        None,
+    );
+    println!(
+        "initial sync: {} entries, {} bytes of ciphertext held by the relay; wire bytes / CSV bytes = {:.2}; time / raw TCP = {:.1}x",
+        f.initial.entries,
+        f.ciphertext_bytes,
+        f.initial.wire_bytes as f64 / c.csv_bytes() as f64,
+        ratio(ms(f.initial.time), raw)
+    );
+    println!(
+        "write path: import {:.0} entries/s (one transaction); single writes {:.0} entries/s (seal, store, publish each)",
+        f.import_per_sec, f.single_writes_per_sec
+    );
+    println!(
+        "cold start (in process): open {:.0} ms, open to listening {:.0} ms; automerge built its document in {:.0} ms",
+        ms(f.open),
+        ms(f.cold_start),
+        ms(am.build)
+    );
+    let ex = |s: &sync::Synced| json!({"ms": ms(s.time), "wire_bytes": s.wire_bytes, "entries": s.entries});
+    let amx = |e: &automerge_sync::Exchange| json!({"ms": ms(e.time), "bytes": e.bytes, "messages": e.messages});
+    rows.push(json!({
+        "scenario": "sync",
+        "records": ops.len(), "csv_bytes": c.csv_bytes(),
+        "entries": f.entries, "ciphertext_bytes": f.ciphertext_bytes,
+        "caucus": {"initial": ex(&f.initial), "one_new": ex(&f.one_new), "hundred_new": ex(&f.hundred_new)},
+        "automerge": {"build_ms": ms(am.build), "initial": amx(&am.initial), "one_new": amx(&am.one_new), "hundred_new": amx(&am.hundred_new)},
+        "raw_tcp_ms": raw,
+        "initial_time_ratio_automerge": ratio(ms(f.initial.time), ms(am.initial.time)),
+        "initial_time_ratio_raw_tcp": ratio(ms(f.initial.time), raw),
+        "initial_wire_over_csv": f.initial.wire_bytes as f64 / c.csv_bytes() as f64,
+        "import_entries_per_sec": f.import_per_sec,
+        "single_writes_per_sec": f.single_writes_per_sec,
+        "open_ms": ms(f.open),
+        "cold_start_in_process_ms": ms(f.cold_start),
+    }));
+    Ok(())
+}
+
+async fn run_processes(
+    a: &Args,
+    home: Option<&std::path::Path>,
+    rows: &mut Vec<serde_json::Value>,
+) -> Result<()> {
+    let Some(bin) = procs::caucus_binary() else {
+        bail!("no caucus binary next to the harness: cargo build --release --bin caucus");
+    };
+    println!();
+    if let Some(home) = home {
+        let idle = procs::idle_node(&bin, home).await?;
+        println!(
+            "idle node holding the dataset (`caucus run`, own process): RSS {:.1} MiB, spawn to listening {:.0} ms",
+            idle.rss_kib as f64 / 1024.0,
+            ms(idle.cold_start)
+        );
+        rows.push(json!({
+            "scenario": "idle_node", "rss_kib": idle.rss_kib, "cold_start_ms": ms(idle.cold_start),
+        }));
+    }
+    println!("office relay (`caucus relay`, own process) holding circuit reservations:");
+    println!(
+        "{:>6}  {:>10}  {:>10}  {:>14}  {:>16}",
+        "peers", "RSS MiB", "idle MiB", "connect s", "CPU (connect/idle)"
+    );
+    for l in procs::relay_load(&bin, &a.relay_peers).await? {
+        println!(
+            "{:>6}  {:>10.1}  {:>10.1}  {:>14.2}  {:>8.2} s / {:.1}%",
+            l.peers,
+            l.rss_kib as f64 / 1024.0,
+            l.rss_idle_kib as f64 / 1024.0,
+            l.connect.as_secs_f64(),
+            l.cpu_connect.as_secs_f64(),
+            l.cpu_idle_share * 100.0
+        );
+        rows.push(json!({
+            "scenario": "relay_load", "peers": l.peers, "rss_kib": l.rss_kib,
+            "rss_no_peers_kib": l.rss_idle_kib, "connect_ms": ms(l.connect),
+            "cpu_connect_ms": ms(l.cpu_connect), "cpu_idle_share": l.cpu_idle_share,
+        }));
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let a = args()?;
+    let mut rows = Vec::new();
+    let has = |s: &str| a.scenarios.iter().any(|x| x == s);
+    if has("fanout") {
+        run_fanout(&a, &mut rows).await?;
+    }
+    let dir = tempfile::tempdir()?;
+    let mut synced = None;
+    if has("sync") {
+        run_sync(&a, dir.path(), &mut rows).await?;
+        synced = Some(dir.path().join("b"));
+    }
+    if has("processes") {
+        run_processes(&a, synced.as_deref(), &mut rows).await?;
     }
     if let Some(path) = a.json {
         std::fs::write(

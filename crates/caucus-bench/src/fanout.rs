@@ -1,0 +1,322 @@
+//! Urgent-notice fan-out: one organizer's urgent notice until all N nodes hold it (each
+//! node's `EntryStored` event), next to bare libp2p gossipsub (same transport, same
+//! gossipsub settings, no validation, no storage) publishing the same envelope bytes on
+//! the same topology: node i dials node 0 and node i − 1.
+
+use crate::{WAIT, ms};
+use anyhow::{Context, Result, bail};
+use caucus_crypto::at_rest::KdfParams;
+use caucus_net::{Multiaddr, gossip};
+use caucus_node::{Node, NodeConfig, NodeEvent, Running, now_ms};
+use caucus_proto::{GroupId, NoticeContent, NoticeId, Operation};
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::swarm::SwarmEvent;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Commands queued to one bare gossipsub node.
+const BARE_COMMANDS: usize = 64;
+/// Deliveries queued from all bare nodes to the measuring loop.
+const BARE_DELIVERIES: usize = 1 << 16;
+
+// ---- caucus ------------------------------------------------------------------------
+
+fn config(peers: Vec<Multiaddr>, auto_ack: bool) -> NodeConfig {
+    let mut net = caucus_net::Config::loopback();
+    net.bootstrap = peers;
+    NodeConfig {
+        net,
+        auto_ack_urgent: auto_ack,
+    }
+}
+
+/// `n` real nodes in one group: node 0 founds it, every other joins with an invite and
+/// dials node 0 and its predecessor.
+async fn caucus_committee(
+    dir: &std::path::Path,
+    n: usize,
+    auto_ack: bool,
+) -> Result<(GroupId, Vec<Running>)> {
+    let kdf = KdfParams::insecure_for_tests();
+    let first = Node::init(&dir.join("n0"), b"bench", "organizer 0", "laptop", kdf)?;
+    let first = Running::start(first, config(Vec::new(), auto_ack)).await?;
+    let addr0 = first.wait_listening(WAIT).await?;
+    let g = first.create_group("bench committee").await?;
+    let mut nodes = vec![first];
+    let mut prev = addr0.clone();
+    for i in 1..n {
+        let text: Vec<String> = addr0.iter().map(ToString::to_string).collect();
+        let ticket =
+            nodes[0].with_node(|node| node.create_invite(&g, text, now_ms() + 3_600_000))?;
+        let node = Node::init(
+            &dir.join(format!("n{i}")),
+            b"bench",
+            &format!("organizer {i}"),
+            "laptop",
+            kdf,
+        )?;
+        let mut peers = addr0.clone();
+        peers.extend(prev.iter().cloned());
+        let r = Running::start(node, config(peers, auto_ack)).await?;
+        prev = r.wait_listening(WAIT).await?;
+        r.join(&ticket, &[]).await?;
+        nodes.push(r);
+    }
+    let deadline = Instant::now() + WAIT;
+    while !nodes.iter().all(|r| {
+        r.with_node(|node| {
+            node.state(&g)
+                .map(|s| s.current_members().count())
+                .unwrap_or(0)
+        }) == n
+    }) {
+        if Instant::now() > deadline {
+            bail!("the committee of {n} did not settle");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((g, nodes))
+}
+
+/// Per-node latencies (ms) of `rounds` urgent notices from node 0, and one envelope's bytes.
+pub(crate) async fn caucus_fanout(
+    n: usize,
+    rounds: usize,
+    auto_ack: bool,
+) -> Result<(Vec<f64>, Vec<u8>)> {
+    let dir = tempfile::tempdir()?;
+    let (g, nodes) = caucus_committee(dir.path(), n, auto_ack).await?;
+    // Let the gossip mesh form (a few heartbeats) before timing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut lat = Vec::new();
+    let mut sample = Vec::new();
+    for round in 0..rounds {
+        let notice = NoticeId([round as u8 + 1; 16]);
+        // One listener per node, stamping the moment its node reports the entry stored.
+        let (tx, mut arrivals) = mpsc::channel(n);
+        let (id_tx, _) = tokio::sync::broadcast::channel::<caucus_proto::EntryId>(1);
+        for r in nodes.iter().skip(1) {
+            let mut rx = r.subscribe();
+            let tx = tx.clone();
+            let mut want = id_tx.subscribe();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut target = None;
+                loop {
+                    tokio::select! {
+                        id = want.recv(), if target.is_none() => match id {
+                            Ok(id) => {
+                                if let Some((_, at)) = seen.iter().find(|(s, _)| *s == id) {
+                                    let _ = tx.send(*at).await;
+                                    return;
+                                }
+                                target = Some(id);
+                            }
+                            Err(_) => return,
+                        },
+                        ev = rx.recv() => match ev {
+                            Ok(NodeEvent::EntryStored { id, .. }) => {
+                                let at = Instant::now();
+                                if target == Some(id) {
+                                    let _ = tx.send(at).await;
+                                    return;
+                                }
+                                seen.push((id, at));
+                            }
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(_) => return,
+                        },
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let started = Instant::now();
+        let id = nodes[0]
+            .write(
+                &g,
+                Operation::NoticePosted {
+                    notice,
+                    content: NoticeContent {
+                        title: "Emergency committee meeting".into(),
+                        starts_at_ms: now_ms() + 3_600_000,
+                        place: "Union hall, room 2".into(),
+                        body: "Bring the petition sheets.".into(),
+                        urgent: true,
+                        expires_at_ms: None,
+                    },
+                },
+            )
+            .await?;
+        let _ = id_tx.send(id);
+        if sample.is_empty() {
+            sample = nodes[0]
+                .with_node(|node| node.store().entry(&id))?
+                .context("own entry not stored")?;
+        }
+        for i in 1..n {
+            let at = tokio::time::timeout(WAIT, arrivals.recv())
+                .await
+                .ok()
+                .flatten()
+                .with_context(|| format!("only {} of {} nodes got the notice", i - 1, n - 1))?;
+            lat.push(ms(at.duration_since(started)));
+        }
+        // Let the acknowledgements of this round settle before the next.
+        let settle = Instant::now() + WAIT;
+        while auto_ack
+            && Instant::now() < settle
+            && nodes[0].with_node(|node| {
+                node.state(&g)
+                    .ok()
+                    .and_then(|s| s.delivered(&notice))
+                    .is_some_and(|d| d.acked < d.total)
+            })
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for r in nodes {
+        r.shutdown().await?;
+    }
+    Ok((lat, sample))
+}
+
+// ---- bare gossipsub ------------------------------------------------------------------
+
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct Bare {
+    gossipsub: gossipsub::Behaviour,
+}
+
+/// A bare node: tcp + noise + yamux + gossipsub, nothing else.
+async fn bare_node(
+    index: usize,
+    topic: IdentTopic,
+    got: mpsc::Sender<(usize, Vec<u8>, Instant)>,
+) -> Result<(mpsc::Sender<BareCmd>, Multiaddr)> {
+    let config = gossipsub::ConfigBuilder::default()
+        .max_transmit_size(gossip::MAX_TRANSMIT_BYTES)
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .message_id_fn(|m: &gossipsub::Message| gossipsub::MessageId::from(blake3_id(&m.data)))
+        .flood_publish(true)
+        .heartbeat_initial_delay(Duration::from_millis(100))
+        .heartbeat_interval(Duration::from_secs(1))
+        .build()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )?
+        .with_behaviour(|_| {
+            Ok(Bare {
+                gossipsub: gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Anonymous,
+                    config,
+                )
+                .map_err(|e| std::io::Error::other(e.to_string()))?,
+            })
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    swarm.behaviour_mut().gossipsub.subscribe(&topic)?;
+    swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address
+                .with_p2p(*swarm.local_peer_id())
+                .unwrap_or_else(|a| a);
+        }
+    };
+    let (tx, mut rx) = mpsc::channel(BARE_COMMANDS);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                ev = swarm.select_next_some() => {
+                    if let SwarmEvent::Behaviour(BareEvent::Gossipsub(gossipsub::Event::Message { message, .. })) = ev {
+                        let _ = got.try_send((index, message.data, Instant::now()));
+                    }
+                }
+                cmd = rx.recv() => match cmd {
+                    Some(BareCmd::Dial(a)) => { let _ = swarm.dial(a); }
+                    Some(BareCmd::Publish(bytes)) => { let _ = swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes); }
+                    Some(BareCmd::Peers(reply)) => { let _ = reply.send(swarm.behaviour().gossipsub.all_peers().count()); }
+                    None => break,
+                }
+            }
+        }
+    });
+    Ok((tx, addr))
+}
+
+enum BareCmd {
+    Dial(Multiaddr),
+    Publish(Vec<u8>),
+    Peers(tokio::sync::oneshot::Sender<usize>),
+}
+
+fn blake3_id(data: &[u8]) -> Vec<u8> {
+    caucus_proto::EntryId::of_encoded(data).as_bytes().to_vec()
+}
+
+/// Per-node latencies (ms) of `rounds` publishes of `sample`-sized messages from node 0.
+pub(crate) async fn bare_fanout(n: usize, rounds: usize, sample: &[u8]) -> Result<Vec<f64>> {
+    let topic = IdentTopic::new("bench");
+    let (got_tx, mut got) = mpsc::channel(BARE_DELIVERIES);
+    let mut nodes = Vec::new();
+    let mut addrs: Vec<Multiaddr> = Vec::new();
+    for i in 0..n {
+        let (tx, addr) = bare_node(i, topic.clone(), got_tx.clone()).await?;
+        if i > 0 {
+            tx.send(BareCmd::Dial(addrs[0].clone())).await?;
+            if i > 1 {
+                tx.send(BareCmd::Dial(addrs[i - 1].clone())).await?;
+            }
+        }
+        nodes.push(tx);
+        addrs.push(addr);
+    }
+    let deadline = Instant::now() + WAIT;
+    for tx in &nodes {
+        loop {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            tx.send(BareCmd::Peers(reply)).await?;
+            if rx.await? > 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("bare gossipsub mesh did not form");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut lat = Vec::new();
+    for round in 0..rounds {
+        let mut bytes = sample.to_vec();
+        // Same size, a fresh message each round (gossipsub deduplicates by content).
+        let len = bytes.len();
+        let tail = len.saturating_sub(8);
+        bytes[tail..].copy_from_slice(&(round as u64 + 1).to_le_bytes()[..len - tail]);
+        let started = Instant::now();
+        nodes[0].send(BareCmd::Publish(bytes.clone())).await?;
+        let mut seen = std::collections::BTreeSet::new();
+        while seen.len() < n - 1 {
+            let (i, data, at) = tokio::time::timeout(WAIT, got.recv())
+                .await
+                .context("bare gossipsub: a node never got the message")?
+                .context("bare nodes stopped")?;
+            if data == bytes && seen.insert(i) {
+                lat.push(ms(at.duration_since(started)));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Ok(lat)
+}
