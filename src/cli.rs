@@ -129,6 +129,9 @@ enum Command {
         /// The address phones reach this relay at, if not a listen address (NAT, DNS).
         #[arg(long)]
         external: Vec<Multiaddr>,
+        /// Most peers connected at once; also the most circuit reservations held.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+        max_peers: u32,
     },
     /// Peers, groups, last sync.
     Status,
@@ -843,7 +846,18 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<()> {
             revoke,
             status,
             external,
-        } => relay(&home_dir, listen, allow, revoke, status, external, json).await,
+            max_peers,
+        } => {
+            let opts = RelayOpts {
+                listen,
+                allow,
+                revoke,
+                status_only: status,
+                external,
+                max_peers,
+            };
+            relay(&home_dir, opts, json).await
+        }
         Command::Device(DeviceCmd::Add {
             code,
             label,
@@ -2064,15 +2078,25 @@ async fn device_add(
     Ok(())
 }
 
-async fn relay(
-    home: &Path,
+/// What `caucus relay` was asked to do.
+struct RelayOpts {
     listen: Vec<Multiaddr>,
     allow: Vec<String>,
     revoke: Vec<String>,
     status_only: bool,
     external: Vec<Multiaddr>,
-    json: bool,
-) -> Result<()> {
+    max_peers: u32,
+}
+
+async fn relay(home: &Path, opts: RelayOpts, json: bool) -> Result<()> {
+    let RelayOpts {
+        listen,
+        allow,
+        revoke,
+        status_only,
+        external,
+        max_peers,
+    } = opts;
     use caucus_node::relay::{Quota, Relay, RelayGrant};
     let relay = Arc::new(Relay::open(home, Quota::default())?);
     for g in &allow {
@@ -2117,7 +2141,12 @@ async fn relay(
     let config = caucus_net::Config {
         listen,
         mdns: false,
-        relay_server: Some(caucus_net::RelayLimits::default()),
+        relay_server: Some(caucus_net::RelayLimits {
+            max_reservations: max_peers as usize,
+            ..caucus_net::RelayLimits::default()
+        }),
+        max_connections: max_peers,
+        max_pending_incoming: 128,
         ..caucus_net::Config::default()
     };
     let (net, mut events) =

@@ -124,7 +124,16 @@ struct Reserver {
 
 /// A peer that reserves a circuit slot on `relay` and keeps the connection; resolves
 /// when the reservation is accepted.
-async fn reserve(relay: Multiaddr, done: tokio::sync::mpsc::Sender<()>) -> Result<()> {
+async fn reserve(relay: Multiaddr, done: tokio::sync::mpsc::Sender<Result<(), String>>) {
+    if let Err(e) = reserve_inner(relay, &done).await {
+        let _ = done.send(Err(format!("{e:#}"))).await;
+    }
+}
+
+async fn reserve_inner(
+    relay: Multiaddr,
+    done: &tokio::sync::mpsc::Sender<Result<(), String>>,
+) -> Result<()> {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -137,18 +146,27 @@ async fn reserve(relay: Multiaddr, done: tokio::sync::mpsc::Sender<()>) -> Resul
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
         .build();
-    swarm.listen_on(relay.with(Protocol::P2pCircuit))?;
+    // The relay refuses handshakes beyond its pending-connection limit: like a phone,
+    // try again a little later.
+    let circuit = relay.with(Protocol::P2pCircuit);
+    swarm.listen_on(circuit.clone())?;
     let mut told = false;
+    let mut tries = 1;
     loop {
         match swarm.select_next_some().await {
             SwarmEvent::Behaviour(ReserverEvent::Relay(
                 relay::client::Event::ReservationReqAccepted { .. },
             )) if !told => {
                 told = true;
-                let _ = done.send(()).await;
+                let _ = done.send(Ok(())).await;
             }
             SwarmEvent::ListenerClosed { reason, .. } => {
-                bail!("reservation refused: {reason:?}");
+                if tries >= 20 {
+                    bail!("reservation refused {tries} times: {reason:?}");
+                }
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+                swarm.listen_on(circuit.clone())?;
             }
             _ => {}
         }
@@ -181,7 +199,8 @@ pub(crate) async fn relay_load(bin: &Path, sizes: &[usize]) -> Result<Vec<RelayL
             tokio::time::timeout(WAIT, rx.recv())
                 .await
                 .with_context(|| format!("only {i} of {n} peers reserved on the relay"))?
-                .context("peers stopped")?;
+                .context("peers stopped")?
+                .map_err(|e| anyhow::anyhow!("peer {i} of {n}: {e}"))?;
         }
         let connect = started.elapsed();
         let cpu_connect = cpu_time(pid)? - cpu0;

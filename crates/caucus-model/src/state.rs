@@ -27,7 +27,7 @@ use crate::records::{
 };
 use caucus_proto::{ContactId, DeviceCert, DeviceKey, EntryId, FollowupId, IdentityKey, NoticeId};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The organizing state of one group: a deterministic function of the set of entries
 /// inserted, whatever their order and however often each was inserted.
@@ -45,6 +45,32 @@ pub struct State {
     view: View,
     /// How many times the whole log was folded again (diagnostics).
     refolds: u64,
+    /// Digests of each contact's notes for [`State::state_hash`] (a cache).
+    note_digests: NoteDigests,
+}
+
+/// Per contact: how many notes it had and their digest when last hashed. Between full
+/// folds a contact's notes are only ever added to, so an unchanged count means an
+/// unchanged digest; every full fold empties the cache.
+#[derive(Debug, Default)]
+struct NoteDigests(std::sync::Mutex<HashMap<ContactId, (usize, [u8; 32])>>);
+
+impl NoteDigests {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ContactId, (usize, [u8; 32])>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn clear(&self) {
+        self.lock().clear();
+    }
+}
+
+impl Clone for NoteDigests {
+    fn clone(&self) -> Self {
+        NoteDigests(std::sync::Mutex::new(self.lock().clone()))
+    }
 }
 
 /// BLAKE3 of what an entry says, whatever envelope carries it: author, clock, operation.
@@ -78,6 +104,7 @@ impl State {
             copies: BTreeMap::new(),
             view: View::new(founder),
             refolds: 0,
+            note_digests: NoteDigests::default(),
         }
     }
 
@@ -157,33 +184,41 @@ impl State {
 
     /// Adds many entries, folding at most once. Returns how many were new events.
     pub fn extend(&mut self, entries: impl IntoIterator<Item = OpenedEntry>) -> usize {
-        let mut added = 0;
-        let mut earliest_new: Option<FoldKey> = None;
+        let mut new_keys = Vec::new();
         let mut replaced = false;
         let last_before = self.log.last_key_value().map(|(k, _)| *k);
         for entry in entries {
             match self.hold(entry) {
                 Hold::Known => {}
                 Hold::Replaced => replaced = true,
-                Hold::New(key) => {
-                    earliest_new = Some(earliest_new.map_or(key, |k| k.min(key)));
-                    added += 1;
-                }
+                Hold::New(key) => new_keys.push(key),
             }
         }
-        match (earliest_new, last_before) {
+        let added = new_keys.len();
+        match last_before {
             // Nothing was held before: one fold.
-            (_, None) => self.fold_all(),
-            _ if replaced => self.refold(),
-            (None, Some(_)) => {}
-            // Everything new sorts after everything held: apply just the new tail.
-            (Some(first), Some(last)) if first > last => {
-                for e in self.log.range(first..).map(|(_, e)| e) {
-                    // Rejections are recorded in the view.
-                    let _ = self.view.apply(e);
+            None => self.fold_all(),
+            Some(_) if replaced => self.refold(),
+            Some(last) => {
+                // As if inserted one by one in fold order ([`State::insert`]): each entry
+                // after everything applied, or one that merges regardless of order, is
+                // applied at once; the first that is neither folds everything again.
+                new_keys.sort_unstable();
+                let mut tail = last;
+                for key in new_keys {
+                    let Some(e) = self.log.get(&key) else {
+                        continue;
+                    };
+                    if key > tail || self.view.can_apply_late(e) {
+                        // Rejections are recorded in the view.
+                        let _ = self.view.apply(e);
+                        tail = tail.max(key);
+                    } else {
+                        self.refold();
+                        break;
+                    }
                 }
             }
-            (Some(_), Some(_)) => self.refold(),
         }
         added
     }
@@ -194,6 +229,7 @@ impl State {
     }
 
     fn fold_all(&mut self) {
+        self.note_digests.clear();
         let mut view = View::new(self.view.founder);
         for e in self.log.values() {
             // Rejections are recorded in the view.
@@ -420,10 +456,22 @@ impl State {
         feed_map(&mut h, &v.devices);
         feed_map(&mut h, &v.contacts);
         h.update(&(v.notes.len() as u64).to_le_bytes());
+        let mut digests = self.note_digests.lock();
         for (contact, notes) in &v.notes {
             feed(&mut h, contact);
-            feed_map(&mut h, notes);
+            let digest = match digests.get(contact) {
+                Some((n, d)) if *n == notes.len() => *d,
+                _ => {
+                    let mut nh = blake3::Hasher::new();
+                    feed_map(&mut nh, notes);
+                    let d = *nh.finalize().as_bytes();
+                    digests.insert(*contact, (notes.len(), d));
+                    d
+                }
+            };
+            h.update(&digest);
         }
+        drop(digests);
         feed_map(&mut h, &v.followups);
         feed_map(&mut h, &v.notices);
         h.update(&(v.epochs.len() as u64).to_le_bytes());

@@ -57,8 +57,15 @@ pub const READER_QUEUE: usize = 4;
 /// Frames buffered between the session loop and the writer task.
 pub const WRITER_QUEUE: usize = 4;
 
-/// Fetched entries stored in one call to [`Backend::store`].
-pub const STORE_BATCH: usize = 128;
+/// Fetched entries stored in one call to [`Backend::store`] at most (one transaction
+/// on a node: fewer, larger batches make an initial sync much cheaper).
+pub const STORE_BATCH: usize = 1024;
+
+/// Bytes of fetched envelopes buffered before they are stored.
+pub const STORE_BATCH_BYTES: usize = 4 << 20;
+
+/// Longest fetched entries wait for more before they are stored.
+pub const STORE_DELAY: Duration = Duration::from_millis(50);
 
 /// Domain string of the session binding (see the module docs).
 pub const BINDING_DOMAIN: &[u8] = b"caucus sync proof v1";
@@ -379,6 +386,8 @@ async fn session_loop(
     let deadline = Instant::now() + ctx.limits.session_timeout;
     let mut pending: Option<Vec<u8>> = None;
     let mut batch: Vec<(EntryId, Vec<u8>)> = Vec::new();
+    let mut batch_since: Option<Instant> = None;
+    let mut batch_bytes = 0usize;
     let mut stored: u64 = 0;
     let mut finished = None;
     if let Some(frame) = first {
@@ -395,12 +404,17 @@ async fn session_loop(
                         return Err(SyncFailure::InvalidEntry);
                     }
                     match ctx.backend.validate(&group, &env) {
-                        Validation::Accept => batch.push((id, bytes)),
+                        Validation::Accept => {
+                            batch_since.get_or_insert_with(Instant::now);
+                            batch_bytes += bytes.len();
+                            batch.push((id, bytes));
+                        }
                         Validation::Ignore => {}
                         Validation::Reject => return Err(SyncFailure::InvalidEntry),
                     }
-                    if batch.len() >= STORE_BATCH {
+                    if batch.len() >= STORE_BATCH || batch_bytes >= STORE_BATCH_BYTES {
                         stored += store(ctx, peer, group, &mut batch)?;
+                        (batch_since, batch_bytes) = (None, 0);
                         emit(
                             ctx,
                             NetEvent::SyncProgress {
@@ -425,8 +439,12 @@ async fn session_loop(
         if let Some(e) = session.error() {
             return Err(SyncFailure::Protocol(e.clone()));
         }
-        if !batch.is_empty() && pending.is_none() {
+        // A partial batch waits a little for more (one transaction for many frames).
+        let store_due = batch_since.map(|t| t + STORE_DELAY);
+        if !batch.is_empty() && pending.is_none() && store_due.is_some_and(|t| Instant::now() >= t)
+        {
             stored += store(ctx, peer, group, &mut batch)?;
+            (batch_since, batch_bytes) = (None, 0);
         }
         let timer = session
             .poll_timeout()
@@ -436,6 +454,10 @@ async fn session_loop(
             })
             .unwrap_or(deadline)
             .min(deadline);
+        let timer = match batch_since {
+            Some(t) => timer.min(t + STORE_DELAY),
+            None => timer,
+        };
         tokio::select! {
             permit = out_tx.reserve(), if pending.is_some() => {
                 match permit {
