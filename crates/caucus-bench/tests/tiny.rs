@@ -1,5 +1,6 @@
 //! The bench harness at its tiniest size, so it never rots: it must run to the end and
-//! write its JSON. No timing is asserted (figures belong in BENCHMARKS.md).
+//! write its JSON with every scenario's outcome (entries carried, not times). No timing is
+//! asserted (figures belong in BENCHMARKS.md).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,4 +30,20 @@ fn the_harness_runs_at_a_tiny_size_and_writes_json() {
             "{r}"
         );
     }
+    // The sync scenario carried the whole synthetic campaign to the fresh device, and the
+    // incremental rounds exactly their new entries.
+    let sync = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["scenario"] == "sync")
+        .expect("a sync row");
+    let records = sync["records"].as_u64().unwrap();
+    assert!(
+        sync["caucus"]["initial"]["entries"].as_u64().unwrap() >= records,
+        "{sync}"
+    );
+    assert_eq!(sync["caucus"]["one_new"]["entries"], 1, "{sync}");
+    assert_eq!(sync["caucus"]["hundred_new"]["entries"], 100, "{sync}");
+    assert!(sync["automerge"]["initial"]["bytes"].as_u64().unwrap() > 0);
 }

@@ -1164,16 +1164,33 @@ fn a_late_member_added_makes_earlier_rejected_entries_count() {
 }
 
 #[test]
-fn extend_in_order_applies_only_the_tail() {
+fn extend_merges_late_notes_in_place_and_folds_again_otherwise() {
     let (cast, mut s) = committee();
     s.extend([
         entry(fatou(&cast), at(100), note(1, "a")),
         entry(fatou(&cast), at(101), note(1, "b")),
     ]);
     assert_eq!(s.refolds(), 0);
-    s.extend([entry(fatou(&cast), at(50), note(1, "c"))]);
+    // A batch with a late note and a new tail: no fold of the whole log.
+    s.extend([
+        entry(fatou(&cast), at(50), note(1, "c")),
+        entry(fatou(&cast), at(120), note(1, "d")),
+    ]);
+    assert_eq!(s.refolds(), 0);
+    assert_eq!(s.notes(&contact(1)).count(), 4);
+    // A late operation that does not merge in place folds again, once per batch.
+    s.extend([
+        entry(
+            dana(&cast),
+            at(60),
+            Operation::GroupNamed { name: "x".into() },
+        ),
+        entry(fatou(&cast), at(55), note(1, "e")),
+    ]);
     assert_eq!(s.refolds(), 1);
-    assert_eq!(s.notes(&contact(1)).count(), 3);
+    assert_eq!(s.notes(&contact(1)).count(), 5);
+    let batch = State::from_entries(cast.founder.identity, s.entries().cloned());
+    assert_eq!(batch.state_hash(), s.state_hash());
 }
 
 #[test]

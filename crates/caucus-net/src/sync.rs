@@ -394,37 +394,16 @@ async fn session_loop(
         handle_frame(ctx, group, session, hello, &frame, now_ms())?;
     }
     tracing::trace!(%peer, "session loop");
+    // At most one batch is checked and stored off this task while fetching goes on.
+    let mut storing: Option<tokio::task::JoinHandle<Result<u64, SyncFailure>>> = None;
     loop {
         // Events first: they may carry entries to check and store.
         while let Some(ev) = session.poll_event() {
             match ev {
                 SessionEvent::Entry { id, bytes } => {
-                    let env = Envelope::decode(&bytes).map_err(|_| SyncFailure::InvalidEntry)?;
-                    if env.header.group != group {
-                        return Err(SyncFailure::InvalidEntry);
-                    }
-                    match ctx.backend.validate(&group, &env) {
-                        Validation::Accept => {
-                            batch_since.get_or_insert_with(Instant::now);
-                            batch_bytes += bytes.len();
-                            batch.push((id, bytes));
-                        }
-                        Validation::Ignore => {}
-                        Validation::Reject => return Err(SyncFailure::InvalidEntry),
-                    }
-                    if batch.len() >= STORE_BATCH || batch_bytes >= STORE_BATCH_BYTES {
-                        stored += store(ctx, peer, group, &mut batch)?;
-                        (batch_since, batch_bytes) = (None, 0);
-                        emit(
-                            ctx,
-                            NetEvent::SyncProgress {
-                                peer,
-                                group,
-                                entries_stored: stored,
-                                bytes_received: session.stats().bytes_received,
-                            },
-                        );
-                    }
+                    batch_since.get_or_insert_with(Instant::now);
+                    batch_bytes += bytes.len();
+                    batch.push((id, bytes));
                 }
                 SessionEvent::Done(stats) => finished = Some(stats),
                 SessionEvent::Need(_) | SessionEvent::Have(_) => {}
@@ -440,10 +419,19 @@ async fn session_loop(
             return Err(SyncFailure::Protocol(e.clone()));
         }
         // A partial batch waits a little for more (one transaction for many frames).
-        let store_due = batch_since.map(|t| t + STORE_DELAY);
-        if !batch.is_empty() && pending.is_none() && store_due.is_some_and(|t| Instant::now() >= t)
-        {
-            stored += store(ctx, peer, group, &mut batch)?;
+        let ready = !batch.is_empty()
+            && (batch.len() >= STORE_BATCH
+                || batch_bytes >= STORE_BATCH_BYTES
+                || batch_since.is_some_and(|t| Instant::now() >= t + STORE_DELAY));
+        if ready && storing.is_some() && batch.len() >= 2 * STORE_BATCH {
+            // Back-pressure: checking and storing is the slower side.
+            if let Some(h) = storing.take() {
+                stored += joined(h.await)?;
+                progress(ctx, peer, group, stored, session);
+            }
+        }
+        if ready && storing.is_none() {
+            storing = Some(spawn_store(ctx, peer, group, std::mem::take(&mut batch)));
             (batch_since, batch_bytes) = (None, 0);
         }
         let timer = session
@@ -455,8 +443,8 @@ async fn session_loop(
             .unwrap_or(deadline)
             .min(deadline);
         let timer = match batch_since {
-            Some(t) => timer.min(t + STORE_DELAY),
-            None => timer,
+            Some(t) if storing.is_none() => timer.min(t + STORE_DELAY),
+            _ => timer,
         };
         tokio::select! {
             permit = out_tx.reserve(), if pending.is_some() => {
@@ -484,6 +472,16 @@ async fn session_loop(
                 }
                 Some(Inbound::End(Err(e))) => return Err(SyncFailure::Frame(e)),
             },
+            done = async {
+                match storing.as_mut() {
+                    Some(h) => h.await,
+                    None => std::future::pending().await,
+                }
+            }, if storing.is_some() => {
+                storing = None;
+                stored += joined(done)?;
+                progress(ctx, peer, group, stored, session);
+            }
             () = tokio::time::sleep_until(timer) => {
                 if Instant::now() >= deadline {
                     return Err(SyncFailure::Timeout);
@@ -492,8 +490,11 @@ async fn session_loop(
             }
         }
     }
+    if let Some(h) = storing.take() {
+        stored += joined(h.await)?;
+    }
     if !batch.is_empty() {
-        stored += store(ctx, peer, group, &mut batch)?;
+        stored += joined(spawn_store(ctx, peer, group, batch).await)?;
     }
     let stats = finished.unwrap_or_default();
     Ok(SyncSummary {
@@ -540,6 +541,51 @@ fn handle_frame(
         return Err(SyncFailure::UnknownGroup);
     }
     result.map_err(SyncFailure::Protocol)
+}
+
+/// Checks (decode, group, [`Backend::validate`]) and stores one batch of fetched
+/// entries on a blocking thread: a single invalid entry fails the session.
+fn spawn_store(
+    ctx: &SyncCtx,
+    peer: PeerId,
+    group: GroupId,
+    batch: Vec<(EntryId, Vec<u8>)>,
+) -> tokio::task::JoinHandle<Result<u64, SyncFailure>> {
+    let ctx = ctx.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut accepted = Vec::with_capacity(batch.len());
+        for (id, bytes) in batch {
+            let env = Envelope::decode(&bytes).map_err(|_| SyncFailure::InvalidEntry)?;
+            if env.header.group != group {
+                return Err(SyncFailure::InvalidEntry);
+            }
+            match ctx.backend.validate(&group, &env) {
+                Validation::Accept => accepted.push((id, bytes)),
+                Validation::Ignore => {}
+                Validation::Reject => return Err(SyncFailure::InvalidEntry),
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(0);
+        }
+        store(&ctx, peer, group, &mut accepted)
+    })
+}
+
+fn joined(r: Result<Result<u64, SyncFailure>, tokio::task::JoinError>) -> Result<u64, SyncFailure> {
+    r.map_err(|e| SyncFailure::Store(format!("store task: {e}")))?
+}
+
+fn progress(ctx: &SyncCtx, peer: PeerId, group: GroupId, stored: u64, session: &Session) {
+    emit(
+        ctx,
+        NetEvent::SyncProgress {
+            peer,
+            group,
+            entries_stored: stored,
+            bytes_received: session.stats().bytes_received,
+        },
+    );
 }
 
 fn store(
