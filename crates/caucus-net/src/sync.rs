@@ -423,7 +423,10 @@ async fn session_loop(
             && (batch.len() >= STORE_BATCH
                 || batch_bytes >= STORE_BATCH_BYTES
                 || batch_since.is_some_and(|t| Instant::now() >= t + STORE_DELAY));
-        if ready && storing.is_some() && batch.len() >= 2 * STORE_BATCH {
+        if ready
+            && storing.is_some()
+            && (batch.len() >= 2 * STORE_BATCH || batch_bytes >= 2 * STORE_BATCH_BYTES)
+        {
             // Back-pressure: checking and storing is the slower side.
             if let Some(h) = storing.take() {
                 stored += joined(h.await)?;
