@@ -84,6 +84,24 @@ fn commit(doc: &mut Automerge, op: &Operation, n: u64) -> Result<()> {
     Ok(())
 }
 
+/// One message from `from` to `to`, if `from` has one: counted, encoded, decoded, applied.
+fn send(
+    from: &mut Automerge,
+    from_state: &mut sync::State,
+    to: &mut Automerge,
+    to_state: &mut sync::State,
+    count: &mut (u64, u64),
+) -> Result<bool> {
+    let Some(m) = from.generate_sync_message(from_state) else {
+        return Ok(false);
+    };
+    let wire = m.encode();
+    count.0 += wire.len() as u64;
+    count.1 += 1;
+    to.receive_sync_message(to_state, sync::Message::decode(&wire)?)?;
+    Ok(true)
+}
+
 /// Runs sync rounds between the two documents until neither has anything to send.
 fn exchange(
     a: &mut Automerge,
@@ -92,31 +110,18 @@ fn exchange(
     sb: &mut sync::State,
 ) -> Result<Exchange> {
     let started = Instant::now();
-    let (mut bytes, mut messages) = (0u64, 0u64);
+    let mut count = (0u64, 0u64);
     loop {
-        let mut sent = false;
-        if let Some(m) = a.generate_sync_message(sa) {
-            let wire = m.encode();
-            bytes += wire.len() as u64;
-            messages += 1;
-            b.receive_sync_message(sb, sync::Message::decode(&wire)?)?;
-            sent = true;
-        }
-        if let Some(m) = b.generate_sync_message(sb) {
-            let wire = m.encode();
-            bytes += wire.len() as u64;
-            messages += 1;
-            a.receive_sync_message(sa, sync::Message::decode(&wire)?)?;
-            sent = true;
-        }
-        if !sent {
+        let a_sent = send(a, sa, b, sb, &mut count)?;
+        let b_sent = send(b, sb, a, sa, &mut count)?;
+        if !a_sent && !b_sent {
             break;
         }
     }
     Ok(Exchange {
         time: started.elapsed(),
-        bytes,
-        messages,
+        bytes: count.0,
+        messages: count.1,
     })
 }
 

@@ -81,11 +81,7 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) -> Result<()> {
 }
 
 fn held(relay: &Relay, g: &GroupId) -> u64 {
-    relay
-        .usage()
-        .iter()
-        .find(|(x, _)| x == g)
-        .map_or(0, |(_, u)| u.entries)
+    relay.group_usage(g).map_or(0, |u| u.entries)
 }
 
 /// The office relay, in this process.
@@ -237,11 +233,7 @@ pub(crate) async fn run(campaign: &Campaign, dir: &Path) -> Result<Figures> {
         held(&relay, &g) >= entries
     })
     .await?;
-    let ciphertext_bytes = relay
-        .usage()
-        .iter()
-        .find(|(x, _)| *x == g)
-        .map_or(0, |(_, u)| u.bytes);
+    let ciphertext_bytes = relay.group_usage(&g).map_or(0, |u| u.bytes);
 
     // Initial sync: the device comes online and meets only the relay.
     let initial = sync_from_relay(&b_home, &g, &relay_addr, entries).await?;

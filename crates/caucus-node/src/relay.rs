@@ -254,6 +254,11 @@ impl Relay {
             .collect()
     }
 
+    /// Usage of one group, if it is served here.
+    pub fn group_usage(&self, group: &GroupId) -> Option<Usage> {
+        self.lock().groups.get(group).map(|r| r.usage)
+    }
+
     /// Applies relay token updates for a group served here: each must be vouched for by
     /// a token already held (its parent epoch). Returns how many tokens were new.
     pub fn apply_token_updates(
@@ -473,10 +478,7 @@ impl Backend for Relay {
                 .map(GroupId)
                 .map_err(|_| "malformed usage request".to_string())?;
             let usage = self
-                .usage()
-                .into_iter()
-                .find(|(g, _)| *g == group)
-                .map(|(_, u)| u)
+                .group_usage(&group)
                 .ok_or_else(|| "group not served here".to_string())?;
             return codec::encode::<_, 64>(&usage).map_err(|e| e.to_string());
         }

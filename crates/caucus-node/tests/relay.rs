@@ -78,11 +78,7 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn held(relay: &Relay, g: &GroupId) -> u64 {
-    relay
-        .usage()
-        .iter()
-        .find(|(x, _)| x == g)
-        .map_or(0, |(_, u)| u.entries)
+    relay.group_usage(g).map_or(0, |u| u.entries)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
