@@ -199,8 +199,10 @@ pub(crate) async fn run(campaign: &Campaign, dir: &Path) -> Result<Figures> {
     let a_addr = a.wait_listening(WAIT).await?;
     let g = a.create_group("campaign").await?;
     let grant = a.with_node(|n| n.relay_grant(&g))?;
-    relay_net.join(g, grant.topic.clone()).await?;
+    // Allowed first, then joined: the relay's first sync needs the grant's proof.
+    let topic = grant.topic.clone();
     relay.allow(grant)?;
+    relay_net.join(g, topic).await?;
     let b_home = dir.join("b");
     {
         let text: Vec<String> = a_addr.iter().map(ToString::to_string).collect();

@@ -90,8 +90,10 @@ async fn a_grant_serves_its_group_only_and_a_revoked_grant_stops() {
     let ga = a.create_group("A").await.unwrap();
     let gb = b.create_group("B").await.unwrap();
     let grant = a.with_node(|n| n.relay_grant(&ga)).unwrap();
-    relay_net.join(ga, grant.topic.clone()).await.unwrap();
+    // Allowed first, then joined: the relay's first sync needs the grant's proof.
+    let topic = grant.topic.clone();
     relay.allow(grant).unwrap();
+    relay_net.join(ga, topic).await.unwrap();
     a.write(&ga, contact(1)).await.unwrap();
     b.write(&gb, contact(2)).await.unwrap();
     let want = a.with_node(|n| n.store().entry_count(&ga)).unwrap();
@@ -132,8 +134,8 @@ async fn a_non_member_stores_nothing_on_the_relay() {
     let g = a.create_group("A").await.unwrap();
     let grant = a.with_node(|n| n.relay_grant(&g)).unwrap();
     let topic = grant.topic.clone();
-    relay_net.join(g, topic.clone()).await.unwrap();
     relay.allow(grant).unwrap();
+    relay_net.join(g, topic.clone()).await.unwrap();
     let want = a.with_node(|n| n.store().entry_count(&g)).unwrap();
     until("the relay to hold the group", || held(&relay, &g) == want).await;
 
@@ -166,10 +168,8 @@ async fn a_non_member_stores_nothing_on_the_relay() {
         forged.push(caucus_proto::EntryId::of_encoded(&bytes));
         forged_bytes.push(bytes);
     }
-    for bytes in &forged_bytes {
-        let _ = outsider.publish(g, bytes.clone()).await;
-    }
-    // Its sync attempts with the relay fail the membership check.
+    // Its sync attempts with the relay fail the membership check. (Asked before any
+    // gossip: the relay bans a peer for its invalid gossip, which would end the sync.)
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut refused = false;
     while !refused {
@@ -180,6 +180,21 @@ async fn a_non_member_stores_nothing_on_the_relay() {
         }
     }
     assert!(refused, "the relay never refused the outsider's sync");
+    // Its gossip is rejected, and enough of it gets it disconnected.
+    for bytes in &forged_bytes {
+        let _ = outsider.publish(g, bytes.clone()).await;
+    }
+    let mut dropped = false;
+    while !dropped {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(NetEvent::PeerDisconnected { peer })) => {
+                dropped = peer == relay_net.local_peer_id();
+            }
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    assert!(dropped, "the relay kept the outsider connected");
     assert!(forged.iter().all(|id| !relay.holds(&g, id)));
     assert_eq!(
         held(&relay, &g),
@@ -231,8 +246,9 @@ async fn two_hundred_peers_reserve_and_sync_through_one_relay() {
     let founder = member(&founder_home, "Dana", &addr, fast).await;
     let g = founder.create_group("A").await.unwrap();
     let grant = founder.with_node(|n| n.relay_grant(&g)).unwrap();
-    relay_net.join(g, grant.topic.clone()).await.unwrap();
+    let topic = grant.topic.clone();
     relay.allow(grant).unwrap();
+    relay_net.join(g, topic).await.unwrap();
     founder.shutdown().await.unwrap();
     for i in 0..PEERS {
         copy_dir(&founder_home, &dir.path().join(format!("p{i}")));
