@@ -295,6 +295,9 @@ impl Network {
             announced: false,
             dropped_events: 0,
             retry_syncs: std::collections::HashSet::new(),
+            dialed: HashMap::new(),
+            reserving: std::collections::HashSet::new(),
+            circuit_listeners: HashMap::new(),
         };
         tokio::spawn(driver.run(cmd_rx, bad_rx));
         Ok((
@@ -566,6 +569,12 @@ struct Driver {
     dropped_events: u64,
     /// Syncs refused for want of a session slot, tried again each tick.
     retry_syncs: std::collections::HashSet<(PeerId, GroupId)>,
+    /// The address each peer was reached at when this node dialed it.
+    dialed: HashMap<PeerId, Multiaddr>,
+    /// Relays this node holds (or is asking for) a circuit reservation on.
+    reserving: std::collections::HashSet<PeerId>,
+    /// The relay behind each circuit listener this node opened.
+    circuit_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
 }
 
 impl Driver {
@@ -804,6 +813,33 @@ impl Driver {
         }
     }
 
+    /// A node that dialed an office relay (one offering circuit relay v2) reserves a
+    /// circuit slot on it, once, so peers that cannot dial this node reach it through the
+    /// relay. A relay itself never does.
+    fn reserve_on(&mut self, relay_peer: PeerId, protocols: &[libp2p::StreamProtocol]) {
+        if self.config.relay_server.is_some()
+            || self.reserving.contains(&relay_peer)
+            || !protocols.contains(&relay::HOP_PROTOCOL_NAME)
+        {
+            return;
+        }
+        let Some(addr) = self.dialed.get(&relay_peer).cloned() else {
+            return;
+        };
+        let circuit = addr
+            .with_p2p(relay_peer)
+            .unwrap_or_else(|a| a)
+            .with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(circuit) {
+            Ok(id) => {
+                self.reserving.insert(relay_peer);
+                self.circuit_listeners.insert(id, relay_peer);
+                tracing::debug!(relay = %relay_peer, "asking the relay for a circuit reservation");
+            }
+            Err(e) => tracing::debug!(relay = %relay_peer, "no circuit reservation: {e}"),
+        }
+    }
+
     /// Of two peers sharing a group, the one with the smaller id opens the sync stream,
     /// so one session serves both directions.
     fn initiates_with(&self, peer: &PeerId) -> bool {
@@ -827,6 +863,9 @@ impl Driver {
                 ..
             } if num_established.get() == 1 || endpoint.is_relayed() => {
                 let address = endpoint.get_remote_address().clone();
+                if endpoint.is_dialer() && !endpoint.is_relayed() {
+                    self.dialed.insert(peer_id, address.clone());
+                }
                 let relayed = endpoint.is_relayed()
                     || address.iter().any(|p| matches!(p, Protocol::P2pCircuit));
                 self.emit(NetEvent::PeerConnected {
@@ -839,7 +878,23 @@ impl Driver {
                 peer_id,
                 num_established: 0,
                 ..
-            } => self.emit(NetEvent::PeerDisconnected { peer: peer_id }),
+            } => {
+                // Reconnecting reserves again (identify runs on every new connection).
+                self.reserving.remove(&peer_id);
+                self.dialed.remove(&peer_id);
+                self.emit(NetEvent::PeerDisconnected { peer: peer_id });
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some(relay_peer) = self.circuit_listeners.remove(&listener_id) {
+                    // The reservation is gone; the next identify asks again.
+                    self.reserving.remove(&relay_peer);
+                    tracing::debug!(relay = %relay_peer, "circuit reservation ended: {reason:?}");
+                }
+            }
             SwarmEvent::Behaviour(ev) => self.on_behaviour(ev),
             _ => {}
         }
@@ -886,6 +941,9 @@ impl Driver {
                         }
                     }
                 }
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                self.reserve_on(peer_id, &info.protocols);
             }
             BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
                 relay_peer_id,

@@ -1,4 +1,5 @@
-//! Two nodes with no direct route exchange entries through a relay circuit.
+//! Two nodes with no direct route exchange entries through a relay circuit; a node given
+//! a relay reserves a circuit on it by itself.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -83,5 +84,46 @@ async fn entries_cross_a_relay_circuit() {
     })
     .await;
     assert!(direct.is_none(), "A got a direct connection from B");
+    drain(relay.events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_given_a_relay_reserves_a_circuit_by_itself() {
+    let fx = Fixture::new(13);
+    let relay_fx = Fixture::new(14);
+    let mut relay_cfg = config();
+    relay_cfg.relay_server = Some(RelayLimits::default());
+    let relay = node(&relay_fx, relay_cfg).await;
+    let relay_addr = relay.addr.clone().unwrap();
+    relay
+        .net
+        .add_external_address(relay_addr.clone())
+        .await
+        .unwrap();
+
+    // A listens on nothing and is only told where the relay is, as `caucus run --peer`.
+    let mut hidden = config();
+    hidden.listen = Vec::new();
+    hidden.bootstrap = vec![relay_addr.clone()];
+    let mut a = node(&fx, hidden).await;
+    let reserved = wait_event(&mut a.events, Duration::from_secs(20), |e| match e {
+        NetEvent::RelayReservation { relay: r } => Some(*r),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reserved, Some(relay.id), "A never reserved a circuit");
+
+    // And B reaches A through it.
+    let mut b = node(&fx, config()).await;
+    let circuit = relay_addr
+        .with(Protocol::P2pCircuit)
+        .with(Protocol::P2p(a.id));
+    b.net.dial(circuit).await.unwrap();
+    let relayed = wait_event(&mut b.events, Duration::from_secs(20), |e| match e {
+        NetEvent::PeerConnected { peer, relayed, .. } if *peer == a.id => Some(*relayed),
+        _ => None,
+    })
+    .await;
+    assert_eq!(relayed, Some(true), "B did not reach A through the relay");
     drain(relay.events);
 }
