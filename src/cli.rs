@@ -132,6 +132,21 @@ enum Command {
         /// Most peers connected at once; also the most circuit reservations held.
         #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536))]
         max_peers: u32,
+        /// Most circuits relayed at once (each peer: at most 4).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+        max_circuits: u32,
+        /// Most MiB one circuit carries each way before it is cut.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+        circuit_mib: u64,
+        /// Longest a circuit stays open, in minutes.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1440))]
+        circuit_minutes: u64,
+        /// Most entries kept per group.
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+        quota_entries: u64,
+        /// Most MiB of envelopes kept per group.
+        #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+        quota_mib: u64,
     },
     /// Peers, groups, last sync.
     Status,
@@ -847,6 +862,11 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<()> {
             status,
             external,
             max_peers,
+            max_circuits,
+            circuit_mib,
+            circuit_minutes,
+            quota_entries,
+            quota_mib,
         } => {
             let opts = RelayOpts {
                 listen,
@@ -855,6 +875,17 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<()> {
                 status_only: status,
                 external,
                 max_peers,
+                limits: caucus_net::RelayLimits {
+                    max_reservations: max_peers as usize,
+                    max_circuits: max_circuits as usize,
+                    max_circuit_bytes: circuit_mib << 20,
+                    max_circuit_duration: std::time::Duration::from_secs(circuit_minutes * 60),
+                    ..caucus_net::RelayLimits::default()
+                },
+                quota: caucus_node::relay::Quota {
+                    max_entries: quota_entries,
+                    max_bytes: quota_mib << 20,
+                },
             };
             relay(&home_dir, opts, json).await
         }
@@ -2086,6 +2117,8 @@ struct RelayOpts {
     status_only: bool,
     external: Vec<Multiaddr>,
     max_peers: u32,
+    limits: caucus_net::RelayLimits,
+    quota: caucus_node::relay::Quota,
 }
 
 async fn relay(home: &Path, opts: RelayOpts, json: bool) -> Result<()> {
@@ -2096,9 +2129,11 @@ async fn relay(home: &Path, opts: RelayOpts, json: bool) -> Result<()> {
         status_only,
         external,
         max_peers,
+        limits,
+        quota,
     } = opts;
-    use caucus_node::relay::{Quota, Relay, RelayGrant};
-    let relay = Arc::new(Relay::open(home, Quota::default())?);
+    use caucus_node::relay::{Relay, RelayGrant};
+    let relay = Arc::new(Relay::open(home, quota)?);
     for g in &allow {
         let grant = RelayGrant::parse(g)?;
         let id = relay.allow(grant)?;
@@ -2138,13 +2173,18 @@ async fn relay(home: &Path, opts: RelayOpts, json: bool) -> Result<()> {
     } else {
         listen
     };
+    let limits_line = format!(
+        "  limits: {max_peers} peers and reservations, {} circuits (4 per peer), {} MiB and {} min per circuit; per group {} entries, {} MiB",
+        limits.max_circuits,
+        limits.max_circuit_bytes >> 20,
+        limits.max_circuit_duration.as_secs() / 60,
+        quota.max_entries,
+        quota.max_bytes >> 20,
+    );
     let config = caucus_net::Config {
         listen,
         mdns: false,
-        relay_server: Some(caucus_net::RelayLimits {
-            max_reservations: max_peers as usize,
-            ..caucus_net::RelayLimits::default()
-        }),
+        relay_server: Some(limits),
         max_connections: max_peers,
         max_pending_incoming: 128,
         ..caucus_net::Config::default()
@@ -2164,6 +2204,7 @@ async fn relay(home: &Path, opts: RelayOpts, json: bool) -> Result<()> {
         "caucus relay {peer} serving {} groups (ciphertext only)",
         relay.groups().len()
     );
+    println!("{limits_line}");
     loop {
         tokio::select! {
             _ = shutdown_signal() => break,
@@ -2174,6 +2215,7 @@ async fn relay(home: &Path, opts: RelayOpts, json: bool) -> Result<()> {
                     println!("  listening on {}/p2p/{peer}", address);
                 }
                 Some(caucus_net::NetEvent::PeerPenalized { peer, reason }) => println!("peer {peer} cut off: {reason}"),
+                Some(caucus_net::NetEvent::RelayLimited { peer, what }) => println!("peer {peer}: {what} by the relay limits"),
                 Some(_) => {}
                 None => break,
             }

@@ -136,6 +136,13 @@ pub enum NetEvent {
         /// The relay.
         relay: PeerId,
     },
+    /// (Relay) a limit refused a peer's reservation or circuit, or cut a circuit short.
+    RelayLimited {
+        /// The peer asking (for a circuit: the one that opened it).
+        peer: PeerId,
+        /// What was refused or cut: `"reservation refused"`, `"circuit refused"` or `"circuit cut"`.
+        what: &'static str,
+    },
     /// An entry was verified and stored.
     EntryReceived {
         /// Its group.

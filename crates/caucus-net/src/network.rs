@@ -42,8 +42,12 @@ const IDENTIFY_PROTOCOL: &str = "/caucus/id/1";
 pub struct RelayLimits {
     /// Reservations held at once.
     pub max_reservations: usize,
+    /// Reservations one peer holds at once.
+    pub max_reservations_per_peer: usize,
     /// Circuits relayed at once.
     pub max_circuits: usize,
+    /// Circuits one peer has open through the relay at once.
+    pub max_circuits_per_peer: usize,
     /// Longest a circuit lives.
     pub max_circuit_duration: Duration,
     /// Most bytes relayed per circuit (each way).
@@ -58,7 +62,9 @@ impl Default for RelayLimits {
     fn default() -> Self {
         RelayLimits {
             max_reservations: 128,
+            max_reservations_per_peer: 4,
             max_circuits: 64,
+            max_circuits_per_peer: 4,
             max_circuit_duration: Duration::from_secs(600),
             max_circuit_bytes: 64 * 1024 * 1024,
             reservations_per_ip_per_minute: 1200,
@@ -484,7 +490,9 @@ fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, NetError> {
                 relay::Behaviour::new(local, {
                     let mut c = relay::Config {
                         max_reservations: l.max_reservations,
+                        max_reservations_per_peer: l.max_reservations_per_peer,
                         max_circuits: l.max_circuits,
+                        max_circuits_per_peer: l.max_circuits_per_peer,
                         max_circuit_duration: l.max_circuit_duration,
                         max_circuit_bytes: l.max_circuit_bytes,
                         reservation_rate_limiters: Vec::new(),
@@ -951,7 +959,62 @@ impl Driver {
             }) => self.emit(NetEvent::RelayReservation {
                 relay: relay_peer_id,
             }),
+            BehaviourEvent::RelayServer(ev) => self.on_relay_server(ev),
             _ => {}
+        }
+    }
+
+    /// What the relay server's limits did, logged with peer ids and status codes only.
+    fn on_relay_server(&mut self, ev: relay::Event) {
+        match ev {
+            relay::Event::ReservationReqAccepted {
+                src_peer_id,
+                renewed,
+            } => tracing::debug!(peer = %src_peer_id, renewed, "relay: reservation accepted"),
+            relay::Event::ReservationReqDenied {
+                src_peer_id,
+                status,
+            } => {
+                tracing::info!(peer = %src_peer_id, ?status, "relay: reservation refused by the limits");
+                self.emit(NetEvent::RelayLimited {
+                    peer: src_peer_id,
+                    what: "reservation refused",
+                });
+            }
+            relay::Event::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            } => tracing::debug!(src = %src_peer_id, dst = %dst_peer_id, "relay: circuit opened"),
+            relay::Event::CircuitReqDenied {
+                src_peer_id,
+                dst_peer_id,
+                status,
+            } => {
+                tracing::info!(src = %src_peer_id, dst = %dst_peer_id, ?status, "relay: circuit refused by the limits");
+                self.emit(NetEvent::RelayLimited {
+                    peer: src_peer_id,
+                    what: "circuit refused",
+                });
+            }
+            relay::Event::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                error,
+            } => match error {
+                // libp2p ends a circuit that reached its byte or duration limit with an
+                // error (as it does one whose far side failed); one its ends closed, with none.
+                Some(e) => {
+                    tracing::info!(src = %src_peer_id, dst = %dst_peer_id, kind = ?e.kind(), "relay: circuit cut");
+                    self.emit(NetEvent::RelayLimited {
+                        peer: src_peer_id,
+                        what: "circuit cut",
+                    });
+                }
+                None => {
+                    tracing::debug!(src = %src_peer_id, dst = %dst_peer_id, "relay: circuit closed")
+                }
+            },
+            other => tracing::debug!("relay: {other:?}"),
         }
     }
 
