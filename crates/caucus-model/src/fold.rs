@@ -80,7 +80,13 @@ impl View {
             Operation::NoteAdded { .. }
                 | Operation::NoticeAcked { .. }
                 | Operation::ContactSet { .. }
-        ) && self.last_authority_change.is_none_or(|k| k < e.fold_key())
+        ) && self.authority_unchanged_after(e)
+    }
+
+    /// Whether no entry applied after `e`'s place changed who may write (so `e` is
+    /// authorized now as it would be at its place).
+    pub(crate) fn authority_unchanged_after(&self, e: &OpenedEntry) -> bool {
+        self.last_authority_change.is_none_or(|k| k < e.fold_key())
     }
 
     /// Applies one entry, or records why it has no effect.

@@ -46,6 +46,10 @@ pub enum BackendError {
     /// The store failed (message without entry content).
     #[error("store failed: {0}")]
     Store(String),
+    /// Some envelopes failed the store's own checks (membership proof, signature,
+    /// ciphertext) and were refused; the others were stored.
+    #[error("{0} entries refused")]
+    Refused(usize),
 }
 
 /// The node's side of the network (see the module docs). Object-safe: the network holds
@@ -58,8 +62,17 @@ pub trait Backend: Send + Sync + 'static {
     /// that its header names `group`).
     fn validate(&self, group: &GroupId, envelope: &Envelope) -> Validation;
 
-    /// Stores envelopes that passed [`Backend::validate`]; `(id, encoded envelope)` pairs.
-    /// Returns how many were new. Idempotent.
+    /// Checks an envelope fetched by catch-up sync, before [`Backend::store`]. By default
+    /// [`Backend::validate`]. A backend whose `store` verifies every membership proof
+    /// itself, and answers [`BackendError::Refused`] for what fails, may check here only
+    /// that the epoch is one it knows (the proof is then verified once, not twice).
+    fn precheck_fetched(&self, group: &GroupId, envelope: &Envelope) -> Validation {
+        self.validate(group, envelope)
+    }
+
+    /// Stores envelopes that passed [`Backend::validate`] (or, from sync,
+    /// [`Backend::precheck_fetched`]); `(id, encoded envelope)` pairs. Returns how many
+    /// were new. Idempotent.
     fn store(
         &self,
         group: &GroupId,

@@ -27,7 +27,7 @@
 //! a writer task (frames from a bounded channel), and the session loop, which never
 //! blocks on writing while frames arrive. Every read, write and the whole session have
 //! timeouts ([`SyncLimits`]). Fetched envelopes are decoded, checked through
-//! [`Backend::validate`] and stored in batches; a single invalid one ends the session
+//! [`Backend::precheck_fetched`] and stored in batches; a single invalid one ends the session
 //! and is reported as misbehaviour.
 
 use crate::backend::{Backend, Validation};
@@ -59,7 +59,7 @@ pub const WRITER_QUEUE: usize = 4;
 
 /// Fetched entries stored in one call to [`Backend::store`] at most (one transaction
 /// on a node: fewer, larger batches make an initial sync much cheaper).
-pub const STORE_BATCH: usize = 1024;
+pub const STORE_BATCH: usize = 4096;
 
 /// Bytes of fetched envelopes buffered before they are stored.
 pub const STORE_BATCH_BYTES: usize = 4 << 20;
@@ -546,7 +546,7 @@ fn handle_frame(
     result.map_err(SyncFailure::Protocol)
 }
 
-/// Checks (decode, group, [`Backend::validate`]) and stores one batch of fetched
+/// Checks (decode, group, [`Backend::precheck_fetched`]) and stores one batch of fetched
 /// entries on a blocking thread: a single invalid entry fails the session.
 fn spawn_store(
     ctx: &SyncCtx,
@@ -562,7 +562,7 @@ fn spawn_store(
             if env.header.group != group {
                 return Err(SyncFailure::InvalidEntry);
             }
-            match ctx.backend.validate(&group, &env) {
+            match ctx.backend.precheck_fetched(&group, &env) {
                 Validation::Accept => accepted.push((id, bytes)),
                 Validation::Ignore => {}
                 Validation::Reject => return Err(SyncFailure::InvalidEntry),
@@ -599,10 +599,10 @@ fn store(
 ) -> Result<u64, SyncFailure> {
     let entries = std::mem::take(batch);
     let ids: Vec<EntryId> = entries.iter().map(|(id, _)| *id).collect();
-    let n = ctx
-        .backend
-        .store(&group, entries)
-        .map_err(|e| SyncFailure::Store(e.to_string()))?;
+    let n = ctx.backend.store(&group, entries).map_err(|e| match e {
+        crate::BackendError::Refused(_) => SyncFailure::InvalidEntry,
+        e => SyncFailure::Store(e.to_string()),
+    })?;
     for id in ids {
         emit(
             ctx,

@@ -130,6 +130,8 @@ pub struct InviteInfo {
 pub struct Node {
     home: Home,
     pub(crate) store: Store,
+    /// The database key, for a second (reader) connection; zeroized on drop.
+    db_key: DbKey,
     pub(crate) device: DeviceKeys,
     identity: Option<IdentityKeypair>,
     cert: DeviceCert,
@@ -221,6 +223,7 @@ impl Node {
         Ok(Node {
             home,
             store,
+            db_key: DbKey::from_bytes(*db_key),
             device,
             identity,
             cert,
@@ -238,16 +241,17 @@ impl Node {
     pub fn open(home: &Path, passphrase: &[u8]) -> Result<Node, NodeError> {
         let home = Home::new(home);
         let unlocked = home.unlock(passphrase)?;
-        let store = Store::open_existing(&home.db_file(), &DbKey::from_bytes(*unlocked.db_key))
-            .map_err(|e| match e {
-                caucus_store::StoreError::Unreadable { .. } => NodeError::Corrupt(
-                    "the database does not open with this home's key (damaged or replaced)".into(),
-                ),
-                other => other.into(),
-            })?;
+        let db_key = DbKey::from_bytes(*unlocked.db_key);
+        let store = Store::open_existing(&home.db_file(), &db_key).map_err(|e| match e {
+            caucus_store::StoreError::Unreadable { .. } => NodeError::Corrupt(
+                "the database does not open with this home's key (damaged or replaced)".into(),
+            ),
+            other => other.into(),
+        })?;
         let mut node = Node {
             home,
             store,
+            db_key,
             device: unlocked.device,
             identity: unlocked.identity,
             cert: unlocked.cert,
@@ -304,6 +308,12 @@ impl Node {
     /// The home directory.
     pub fn home(&self) -> &Home {
         &self.home
+    }
+
+    /// A read-only second connection to this node's database (see
+    /// [`Store::open_reader`]).
+    pub fn open_reader(&self) -> Result<Store, NodeError> {
+        Ok(Store::open_reader(self.store.path(), &self.db_key)?)
     }
 
     /// The store (its views answer the organizer's queries without a fold).

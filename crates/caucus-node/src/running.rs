@@ -178,6 +178,9 @@ struct NodeBackend {
     net: OnceLock<Network>,
     auto_ack: bool,
     links: Mutex<Vec<PendingLink>>,
+    /// A second connection that serves sync's index reads while `node` stores a batch
+    /// (none if it could not be opened: then reads wait for the node).
+    reader: Option<Mutex<caucus_store::Store>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -266,6 +269,22 @@ impl NodeBackend {
 
 impl Backend for NodeBackend {
     fn with_index(&self, group: &GroupId, f: &mut dyn FnMut(&dyn EntryIndex)) -> bool {
+        if let Some(reader) = &self.reader {
+            let reader = lock(reader);
+            match reader.groups() {
+                Ok(groups) if groups.iter().any(|(g, _)| g == group) => {
+                    let index = reader.index(*group);
+                    f(&index);
+                    if let Some(e) = index.take_error() {
+                        tracing::warn!("store error while serving sync: {e}");
+                    }
+                    return true;
+                }
+                Ok(_) => return false,
+                // Read through the node below.
+                Err(e) => tracing::warn!("reader connection failed: {e}"),
+            }
+        }
         let node = lock(&self.node);
         if !node.groups.contains_key(group) {
             return false;
@@ -306,7 +325,24 @@ impl Backend for NodeBackend {
             .map_err(|e| BackendError::Store(e.to_string()))?;
         self.after_receive(&mut node, group, &received, false);
         self.flush(&mut node);
+        if received.refused > 0 {
+            // Opening verified every proof and signature: what failed is reported (the
+            // rest is stored), so that sync can end the session with its sender.
+            return Err(BackendError::Refused(received.refused));
+        }
         Ok(received.new)
+    }
+
+    fn precheck_fetched(&self, group: &GroupId, envelope: &Envelope) -> Validation {
+        // `store` opens every entry, verifying its membership proof and signature, and
+        // refuses what fails: here only whether its epoch is one this node can open.
+        let node = lock(&self.node);
+        match node.groups.get(group) {
+            Some(core) if !core.keyring.candidates(envelope.header.epoch).is_empty() => {
+                Validation::Accept
+            }
+            _ => Validation::Ignore,
+        }
     }
 
     fn session_proof(&self, group: &GroupId, binding: &[u8]) -> Option<Vec<u8>> {
@@ -384,12 +420,20 @@ impl Running {
     pub async fn start(node: Node, config: NodeConfig) -> Result<Running, NodeError> {
         let (events, _) = broadcast::channel(NODE_EVENT_QUEUE);
         let node = Arc::new(Mutex::new(node));
+        let reader = match lock(&node).open_reader() {
+            Ok(r) => Some(Mutex::new(r)),
+            Err(e) => {
+                tracing::warn!("no reader connection, sync reads wait for writes: {e}");
+                None
+            }
+        };
         let backend = Arc::new(NodeBackend {
             node: node.clone(),
             events: events.clone(),
             net: OnceLock::new(),
             auto_ack: config.auto_ack_urgent,
             links: Mutex::new(Vec::new()),
+            reader,
         });
         let (net, mut net_events) = Network::spawn(config.net.clone(), backend.clone())
             .map_err(|e| NodeError::Net(e.to_string()))?;

@@ -82,6 +82,28 @@ proptest! {
         prop_assert!(reference.all_notes().count() <= note_events.len());
     }
 
+    /// Catch-up in batches of any size in any order (a sync delivers entries by id, not
+    /// in fold order): the state of folding everything at once.
+    #[test]
+    fn batches_in_any_order_give_the_same_state(
+        ((entries, shuffled), cuts) in (entries_and_shuffled_copy(), proptest::collection::vec(1usize..12, 1..8))
+    ) {
+        let founder = cast().founder.identity;
+        let reference = State::from_entries(founder, entries.iter().cloned());
+        let mut batched = State::new(founder);
+        let mut rest = shuffled.as_slice();
+        for cut in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (now, later) = rest.split_at((*cut).min(rest.len()));
+            batched.extend(now.iter().cloned());
+            rest = later;
+        }
+        prop_assert_eq!(reference.state_hash(), batched.state_hash());
+        prop_assert_eq!(rejected_ids(&reference), rejected_ids(&batched));
+    }
+
     /// Two replicas each fold part of the entries (some entries reach both), then each
     /// merges the other's, one by one or in a batch: both end equal to the union.
     #[test]
