@@ -806,3 +806,84 @@ fn translate(ev: NetEvent, last_sync: &Mutex<HashMap<GroupId, SyncStatus>>) -> O
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use caucus_crypto::at_rest::KdfParams;
+    use caucus_proto::{ContactField, ContactId};
+
+    /// A member node's sync store verifies each proof itself: the precheck only asks
+    /// for a known epoch, and a forged entry comes back as `Refused` (so sync ends the
+    /// session) and is not stored.
+    #[test]
+    fn a_member_store_refuses_what_fails_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = Node::init(
+            dir.path(),
+            b"pass",
+            "Dana",
+            "laptop",
+            KdfParams::insecure_for_tests(),
+        )
+        .unwrap();
+        let g = node.create_group("committee").unwrap();
+        for i in 0..2u8 {
+            node.write(
+                &g,
+                Operation::ContactSet {
+                    contact: ContactId([i; 16]),
+                    fields: vec![ContactField::Name(format!("worker {i}"))],
+                },
+            )
+            .unwrap();
+        }
+        let sealed: Vec<Vec<u8>> = node
+            .take_outbox()
+            .into_iter()
+            .filter(|(gr, _)| *gr == g)
+            .map(|(_, b)| b)
+            .collect();
+        let good = sealed.last().unwrap().clone();
+        let mut env = Envelope::decode(&good).unwrap();
+        env.ciphertext[0] ^= 1;
+        let forged = env.encode().unwrap();
+        let mut future = Envelope::decode(&good).unwrap();
+        future.header.epoch = 99;
+
+        let backend = NodeBackend {
+            node: Arc::new(Mutex::new(node)),
+            events: broadcast::channel(16).0,
+            net: OnceLock::new(),
+            auto_ack: false,
+            links: Mutex::new(Vec::new()),
+            reader: None,
+        };
+        assert!(matches!(
+            backend.precheck_fetched(&g, &env),
+            Validation::Accept
+        ));
+        assert!(matches!(
+            backend.precheck_fetched(&g, &future),
+            Validation::Ignore
+        ));
+        let forged_id = EntryId::of_encoded(&forged);
+        let r = backend.store(
+            &g,
+            vec![
+                (forged_id, forged),
+                (EntryId::of_encoded(&good), good.clone()),
+            ],
+        );
+        assert!(matches!(r, Err(BackendError::Refused(1))), "{r:?}");
+        assert!(!lock(&backend.node).store().has_entry(&forged_id).unwrap());
+        // Its own entries again: nothing refused, nothing new.
+        assert_eq!(
+            backend
+                .store(&g, vec![(EntryId::of_encoded(&good), good)])
+                .unwrap(),
+            0
+        );
+    }
+}
