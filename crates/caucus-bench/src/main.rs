@@ -317,6 +317,13 @@ async fn run_processes(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
+    // Logs only on request (`RUST_LOG=caucus_net=debug`): they cost time in the figures.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let a = args()?;
     let mut rows = Vec::new();
     let has = |s: &str| a.scenarios.iter().any(|x| x == s);

@@ -64,7 +64,8 @@ pub const STORE_BATCH: usize = 4096;
 /// Bytes of fetched envelopes buffered before they are stored.
 pub const STORE_BATCH_BYTES: usize = 4 << 20;
 
-/// Longest fetched entries wait for more before they are stored.
+/// Longest fetched entries wait for more before they are stored (none once the session
+/// has fetched everything it wanted).
 pub const STORE_DELAY: Duration = Duration::from_millis(50);
 
 /// Domain string of the session binding (see the module docs).
@@ -422,6 +423,7 @@ async fn session_loop(
         let ready = !batch.is_empty()
             && (batch.len() >= STORE_BATCH
                 || batch_bytes >= STORE_BATCH_BYTES
+                || session.fetched_all()
                 || batch_since.is_some_and(|t| Instant::now() >= t + STORE_DELAY));
         if ready
             && storing.is_some()

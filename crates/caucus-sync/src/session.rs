@@ -473,6 +473,12 @@ impl Session {
         self.reconciled && self.wanted.is_empty() && self.in_flight.is_empty()
     }
 
+    /// Whether every entry this side wanted has arrived (reconciled, nothing wanted or
+    /// requested any more): a driver buffering fetched entries can store them now.
+    pub fn fetched_all(&self) -> bool {
+        self.own_work_done()
+    }
+
     fn push(&mut self, bytes: Vec<u8>, is_answer: bool, is_reconcile: bool) {
         if is_answer {
             self.answers_queued += 1;
