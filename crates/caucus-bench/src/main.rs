@@ -75,6 +75,17 @@ fn args() -> Result<Args> {
             .collect()
     };
     let mut it = std::env::args().skip(1);
+    const USAGE: &str = "caucus-bench: multi-node scenarios on loopback (figures in BENCHMARKS.md)
+
+  --scenarios LIST   fanout,sync,processes (default: all)
+  --sizes LIST       fan-out node counts (default 10,50,200)
+  --rounds N         fan-out notices per size (default 5)
+  --relay-peers LIST reservation-holding peers for the relay process (default 200,500)
+  --campaign DIR     the reference spreadsheet (default shared/data/campaign-10k beside the checkout)
+  --notices N        meeting notices added to the campaign (default 200)
+  --tiny             everything at a tiny size (CI)
+  --json PATH        also write the figures as JSON
+RUST_LOG=caucus_net=debug shows the nodes' logs.";
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--scenarios" => {
@@ -103,6 +114,10 @@ fn args() -> Result<Args> {
             }
             "--notices" => a.notices = it.next().context("--notices needs a number")?.parse()?,
             "--json" => a.json = Some(it.next().context("--json needs a path")?.into()),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             "--tiny" => {
                 a.tiny = true;
                 a.sizes = vec![4];
@@ -111,9 +126,7 @@ fn args() -> Result<Args> {
                 a.notices = 5;
             }
             other => {
-                bail!(
-                    "unknown argument {other} (try --scenarios fanout,sync --sizes 10,50 --json out.json)"
-                )
+                bail!("unknown argument {other} (see --help)")
             }
         }
     }
