@@ -175,9 +175,8 @@ async fn one_flooded_message_reaches_twenty_nodes() {
     let publisher = N / 2;
     let e = fx.entry();
     let id = EntryId::of_encoded(&e);
-    nodes[publisher]
-        .backend
-        .insert_local(&fx.group, [e.clone()]);
+    // Published without being stored first: gossip is the only way it can spread (a node
+    // that has it may pass it on by sync too, when the gossip mesh is still forming).
     let started = Instant::now();
     nodes[publisher].net.publish(fx.group, e).await.unwrap();
     let mut by_gossip = 0;
@@ -196,13 +195,20 @@ async fn one_flooded_message_reaches_twenty_nodes() {
         if matches!(got, Some(caucus_net::Origin::Gossip(_))) {
             by_gossip += 1;
         }
+        // Flood publishing sends to every direct peer of the publisher: they get it by
+        // gossip (first from whichever copy their swarm handled first).
+        if i.abs_diff(publisher) <= 2 {
+            assert!(
+                matches!(got, Some(caucus_net::Origin::Gossip(_))),
+                "node {i}, a direct peer of the publisher, got it by {got:?}"
+            );
+        }
     }
     eprintln!(
         "reached {} nodes ({by_gossip} by gossip) in {:?}",
         N - 1,
         started.elapsed()
     );
-    assert_eq!(by_gossip, N - 1);
     for n in nodes {
         drain(n.events);
     }
