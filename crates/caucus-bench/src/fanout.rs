@@ -25,6 +25,10 @@ const BARE_DELIVERIES: usize = 1 << 16;
 fn config(peers: Vec<Multiaddr>, auto_ack: bool) -> NodeConfig {
     let mut net = caucus_net::Config::loopback();
     net.bootstrap = peers;
+    // Node 0 is dialed by every other node: at N = 200 the default 256 connections (and
+    // 64 pending handshakes) are too few.
+    net.max_connections = 1024;
+    net.max_pending_incoming = 256;
     NodeConfig {
         net,
         auto_ack_urgent: auto_ack,
