@@ -55,6 +55,33 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// Opens a connection read-write (plus `extra` flags), gives SQLCipher the key and reads
+/// once: a wrong key or a damaged header is [`StoreError::Unreadable`] here.
+fn connect(path: &Path, key: &DbKey, extra: OpenFlags) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI
+        | extra;
+    sqlcipher_ready();
+    let conn = Connection::open_with_flags(path, flags)?;
+    // The key must be the first statement on the connection.
+    conn.execute_batch(&format!(
+        "PRAGMA key = \"{}\";",
+        key.pragma_value().as_str()
+    ))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // First read: fails with NOTADB on a wrong key or a damaged header.
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(_) => Ok(conn),
+        Err(e) if is_not_a_database(&e) => Err(StoreError::Unreadable {
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Store {
     /// Opens the database at `path` with `key`, creating it if missing, and brings its
     /// schema up to date.
@@ -76,29 +103,10 @@ impl Store {
     /// Opens (creating if missing) and migrates only up to `version`: for migration tests.
     #[doc(hidden)]
     pub fn open_at_version(path: &Path, key: &DbKey, version: u32) -> Result<Store, StoreError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        sqlcipher_ready();
-        let mut conn = Connection::open_with_flags(path, flags)?;
+        let mut conn = connect(path, key, OpenFlags::SQLITE_OPEN_CREATE)?;
         let unreadable = || StoreError::Unreadable {
             path: path.to_path_buf(),
         };
-        // The key must be the first statement on the connection.
-        conn.execute_batch(&format!(
-            "PRAGMA key = \"{}\";",
-            key.pragma_value().as_str()
-        ))?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        // First read: fails with NOTADB on a wrong key or a damaged header.
-        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-            r.get::<_, i64>(0)
-        }) {
-            Ok(_) => {}
-            Err(e) if is_not_a_database(&e) => return Err(unreadable()),
-            Err(e) => return Err(e.into()),
-        }
         // cache_size: 64 MiB. Every page SQLCipher reads is decrypted and authenticated,
         // so a cache holding a group's working set (random entry ids land on random
         // pages) matters far more than with plain SQLite: with the 2 MiB default a
@@ -136,32 +144,12 @@ impl Store {
     /// being stored does not hold up the session fetching the next one. Its page cache is
     /// smaller (8 MiB); it never migrates.
     pub fn open_reader(path: &Path, key: &DbKey) -> Result<Store, StoreError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        sqlcipher_ready();
-        let conn = Connection::open_with_flags(path, flags)?;
-        conn.execute_batch(&format!(
-            "PRAGMA key = \"{}\";",
-            key.pragma_value().as_str()
-        ))?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let conn = connect(path, key, OpenFlags::empty())?;
         conn.execute_batch(
             "PRAGMA query_only = ON;
              PRAGMA temp_store = MEMORY;
              PRAGMA cache_size = -8192;",
         )?;
-        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-            r.get::<_, i64>(0)
-        }) {
-            Ok(_) => {}
-            Err(e) if is_not_a_database(&e) => {
-                return Err(StoreError::Unreadable {
-                    path: path.to_path_buf(),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
         Ok(Store {
             conn,
             path: path.to_path_buf(),
