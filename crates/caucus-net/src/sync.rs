@@ -436,7 +436,7 @@ async fn session_loop(
             }
         }
         if ready && storing.is_none() {
-            storing = Some(spawn_store(ctx, peer, group, std::mem::take(&mut batch)));
+            storing = Some(spawn_store(ctx, group, std::mem::take(&mut batch)));
             (batch_since, batch_bytes) = (None, 0);
         }
         let timer = session
@@ -499,7 +499,7 @@ async fn session_loop(
         stored += joined(h.await)?;
     }
     if !batch.is_empty() {
-        stored += joined(spawn_store(ctx, peer, group, batch).await)?;
+        stored += joined(spawn_store(ctx, group, batch).await)?;
     }
     let stats = finished.unwrap_or_default();
     Ok(SyncSummary {
@@ -552,7 +552,6 @@ fn handle_frame(
 /// entries on a blocking thread: a single invalid entry fails the session.
 fn spawn_store(
     ctx: &SyncCtx,
-    peer: PeerId,
     group: GroupId,
     batch: Vec<(EntryId, Vec<u8>)>,
 ) -> tokio::task::JoinHandle<Result<u64, SyncFailure>> {
@@ -573,7 +572,7 @@ fn spawn_store(
         if accepted.is_empty() {
             return Ok(0);
         }
-        store(&ctx, peer, group, &mut accepted)
+        store(&ctx, group, accepted)
     })
 }
 
@@ -595,11 +594,9 @@ fn progress(ctx: &SyncCtx, peer: PeerId, group: GroupId, stored: u64, session: &
 
 fn store(
     ctx: &SyncCtx,
-    _peer: PeerId,
     group: GroupId,
-    batch: &mut Vec<(EntryId, Vec<u8>)>,
+    entries: Vec<(EntryId, Vec<u8>)>,
 ) -> Result<u64, SyncFailure> {
-    let entries = std::mem::take(batch);
     let ids: Vec<EntryId> = entries.iter().map(|(id, _)| *id).collect();
     let n = ctx.backend.store(&group, entries).map_err(|e| match e {
         crate::BackendError::Refused(_) => SyncFailure::InvalidEntry,

@@ -17,7 +17,6 @@ use caucus_proto::{
     ContactField, ContactId, Day, FollowupId, GroupId, Note, NoticeContent, NoticeId, Operation,
 };
 use caucus_store::{DbKey, Store};
-use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,19 +72,6 @@ async fn proxy(port: u16, cap: Capture) -> u16 {
         }
     });
     local
-}
-
-/// A `Write` for the log subscriber that appends to one file.
-#[derive(Clone)]
-struct LogFile(Arc<Mutex<std::fs::File>>);
-
-impl Write for LogFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.lock().unwrap().flush()
-    }
 }
 
 fn kdf() -> KdfParams {
@@ -191,11 +177,10 @@ async fn the_relay_never_sees_a_marker_on_the_wire_on_disk_or_in_its_log() {
     std::fs::create_dir_all(&relay_home).unwrap();
     // Everything this process logs, at debug (libp2p at info), goes to the relay's log.
     let log = std::fs::File::create(relay_home.join("relay.log")).unwrap();
-    let log = LogFile(Arc::new(Mutex::new(log)));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("debug,libp2p=info"))
         .with_ansi(false)
-        .with_writer(move || log.clone())
+        .with_writer(Mutex::new(log))
         .init();
 
     let relay = Arc::new(Relay::open(&relay_home, Quota::default()).unwrap());
