@@ -11,7 +11,6 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// A non-member (same group id, other keys) can neither reconcile nor fetch, and its
 /// gossip is rejected, scored down and finally cut off, while a member is still served.
@@ -109,31 +108,16 @@ async fn garbage_and_oversized_frames_cost_only_that_connection() {
 
     // 1. Raw garbage on the TCP port: the connection is closed.
     let addr = a.addr.clone().unwrap();
-    let port = addr
-        .iter()
-        .find_map(|p| match p {
-            libp2p::multiaddr::Protocol::Tcp(p) => Some(p),
-            _ => None,
-        })
-        .unwrap();
-    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let garbage: Vec<u8> = (0..64 * 1024u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    let _ = raw.write_all(&garbage).await;
-    let mut buf = [0u8; 4096];
-    let closed = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match raw.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "garbage connection left open");
+    assert!(
+        common::garbage_is_cut_off(
+            common::tcp_port(&addr),
+            64 * 1024,
+            0,
+            Duration::from_secs(20)
+        )
+        .await,
+        "garbage connection left open"
+    );
 
     // 2. A libp2p peer opening /caucus/sync/1 and announcing a 4 GiB frame.
     let mut attacker = libp2p::SwarmBuilder::with_new_identity()

@@ -6,7 +6,7 @@ mod common;
 
 use caucus_net::{NetEvent, RelayLimits};
 use caucus_proto::EntryId;
-use common::{Fixture, config, drain, node, wait_event};
+use common::{Fixture, config, drain, node, relay_node, wait_event};
 use libp2p::multiaddr::Protocol;
 use std::time::Duration;
 
@@ -15,15 +15,8 @@ async fn entries_cross_a_relay_circuit() {
     let mut fx = Fixture::new(11);
     // The relay: a member-less swarm that only relays (it joins no group).
     let relay_fx = Fixture::new(12);
-    let mut relay_cfg = config();
-    relay_cfg.relay_server = Some(RelayLimits::default());
-    let relay = node(&relay_fx, relay_cfg).await;
+    let relay = relay_node(&relay_fx, RelayLimits::default()).await;
     let relay_addr = relay.addr.clone().unwrap();
-    relay
-        .net
-        .add_external_address(relay_addr.clone())
-        .await
-        .unwrap();
 
     // A and B listen on nothing but the relay: no direct address exists for either.
     let mut hidden = config();
@@ -91,15 +84,8 @@ async fn entries_cross_a_relay_circuit() {
 async fn a_node_given_a_relay_reserves_a_circuit_by_itself() {
     let fx = Fixture::new(13);
     let relay_fx = Fixture::new(14);
-    let mut relay_cfg = config();
-    relay_cfg.relay_server = Some(RelayLimits::default());
-    let relay = node(&relay_fx, relay_cfg).await;
+    let relay = relay_node(&relay_fx, RelayLimits::default()).await;
     let relay_addr = relay.addr.clone().unwrap();
-    relay
-        .net
-        .add_external_address(relay_addr.clone())
-        .await
-        .unwrap();
 
     // A listens on nothing and is only told where the relay is, as `caucus run --peer`.
     let mut hidden = config();

@@ -86,12 +86,12 @@ async fn limited(rx: &mut mpsc::Receiver<NetEvent>, what: &str, n: usize) -> usi
 
 /// A relay node (relay server on, serving `fx`'s group like the office relay's blind
 /// store) with one entry, and its address.
-async fn relay_node(fx: &mut Fixture, limits: RelayLimits) -> (common::Node, Multiaddr, EntryId) {
-    let mut cfg = config();
-    cfg.relay_server = Some(limits);
-    let relay = node(fx, cfg).await;
+async fn relay_with_entry(
+    fx: &mut Fixture,
+    limits: RelayLimits,
+) -> (common::Node, Multiaddr, EntryId) {
+    let relay = common::relay_node(fx, limits).await;
     let addr = relay.addr.clone().unwrap();
-    relay.net.add_external_address(addr.clone()).await.unwrap();
     let e = fx.entry();
     let id = EntryId::of_encoded(&e);
     relay.backend.insert_local(&fx.group, [e]);
@@ -121,7 +121,7 @@ async fn a_reservation_flood_is_refused_and_members_are_still_served() {
         max_reservations: SLOTS,
         ..RelayLimits::default()
     };
-    let (mut relay, addr, id) = relay_node(&mut fx, limits).await;
+    let (mut relay, addr, id) = relay_with_entry(&mut fx, limits).await;
 
     let (tx, mut rx) = mpsc::channel(FLOOD);
     let tasks: Vec<_> = (0..FLOOD)
@@ -213,7 +213,7 @@ async fn an_endless_circuit_is_cut_at_its_byte_and_time_limits() {
         max_circuit_duration: Duration::from_secs(3),
         ..RelayLimits::default()
     };
-    let (mut relay, addr, id) = relay_node(&mut fx, limits).await;
+    let (mut relay, addr, id) = relay_with_entry(&mut fx, limits).await;
 
     // 1. Bytes without end: the far end gets no more than the limit (plus what was in
     //    flight in one buffer), and the relay reports the cut.
@@ -280,37 +280,16 @@ async fn an_endless_circuit_is_cut_at_its_byte_and_time_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_an_unknown_group_get_nothing_from_the_relay() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut fx = Fixture::new(33);
-    let (relay, addr, id) = relay_node(&mut fx, RelayLimits::default()).await;
+    let (relay, addr, id) = relay_with_entry(&mut fx, RelayLimits::default()).await;
 
     // 1. Garbage on the TCP port: the connection is closed.
-    let port = addr
-        .iter()
-        .find_map(|p| match p {
-            Protocol::Tcp(p) => Some(p),
-            _ => None,
-        })
-        .unwrap();
+    let port = common::tcp_port(&addr);
     for round in 0..8u32 {
-        let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let garbage: Vec<u8> = (0..16 * 1024u32)
-            .map(|i| (i.wrapping_add(round).wrapping_mul(2654435761) >> 11) as u8)
-            .collect();
-        let _ = raw.write_all(&garbage).await;
-        let mut buf = [0u8; 4096];
-        let closed = tokio::time::timeout(WAIT, async {
-            loop {
-                match raw.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
-        assert!(closed.is_ok(), "garbage connection {round} left open");
+        assert!(
+            common::garbage_is_cut_off(port, 16 * 1024, round, WAIT).await,
+            "garbage connection {round} left open"
+        );
     }
 
     // 2. A well-formed sync hello for a group the relay does not serve: the stream is

@@ -8,7 +8,7 @@
 )]
 
 use caucus_crypto::{DeviceKeys, EpochKeys, EpochSecret, seal};
-use caucus_net::{Config, GroupKeys, MemoryBackend, NetEvent, Network};
+use caucus_net::{Config, GroupKeys, MemoryBackend, NetEvent, Network, RelayLimits};
 use caucus_proto::{FollowupId, GroupId, Hlc, Operation};
 use libp2p::identity::ed25519;
 use libp2p::multiaddr::Protocol;
@@ -169,4 +169,49 @@ pub fn config() -> Config {
 /// Drains events in the background so queues never fill (keeps them for nobody).
 pub fn drain(mut rx: mpsc::Receiver<NetEvent>) {
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
+}
+
+/// A node that is also a circuit relay v2 server with `limits`, holding `fx`'s group,
+/// and announcing its listen address as external (reservations hand it out).
+pub async fn relay_node(fx: &Fixture, limits: RelayLimits) -> Node {
+    let mut cfg = config();
+    cfg.relay_server = Some(limits);
+    let relay = node(fx, cfg).await;
+    let addr = relay.addr.clone().expect("relay listening");
+    relay.net.add_external_address(addr).await.unwrap();
+    relay
+}
+
+/// The TCP port of a `/ip4/…/tcp/<port>/…` address.
+pub fn tcp_port(addr: &Multiaddr) -> u16 {
+    addr.iter()
+        .find_map(|p| match p {
+            Protocol::Tcp(p) => Some(p),
+            _ => None,
+        })
+        .expect("a TCP address")
+}
+
+/// Sends `len` bytes of garbage (varied by `seed`) on a raw TCP connection to `port`;
+/// whether the node closed the connection within `timeout`.
+pub async fn garbage_is_cut_off(port: u16, len: u32, seed: u32, timeout: Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let garbage: Vec<u8> = (0..len)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let _ = raw.write_all(&garbage).await;
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(timeout, async {
+        loop {
+            match raw.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
 }
