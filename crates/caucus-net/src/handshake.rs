@@ -136,7 +136,7 @@ pub(crate) async fn accept_loop(
         let backend = backend.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if tokio::time::timeout(HANDSHAKE_TIMEOUT, serve(peer, stream, &*backend))
+            if tokio::time::timeout(HANDSHAKE_TIMEOUT, serve(peer, stream, backend))
                 .await
                 .is_err()
             {
@@ -146,7 +146,7 @@ pub(crate) async fn accept_loop(
     }
 }
 
-async fn serve(peer: PeerId, mut stream: Stream, backend: &dyn Backend) {
+async fn serve(peer: PeerId, mut stream: Stream, backend: Arc<dyn Backend>) {
     let frame = match read_frame(&mut stream, MAX_HANDSHAKE_FRAME, |_| {}).await {
         Ok(f) => f,
         Err(e) => {
@@ -154,11 +154,18 @@ async fn serve(peer: PeerId, mut stream: Stream, backend: &dyn Backend) {
             return;
         }
     };
-    let reply = match frame.split_first() {
-        Some((k, body)) => match HandshakeKind::from_byte(*k) {
-            Some(kind) => backend.handshake(kind, body),
-            None => Err("unknown handshake kind".to_string()),
-        },
+    // The backend answers on a blocking thread: a join writes to the store, and a
+    // runtime worker held for that long stalls the swarm and every other session.
+    let reply = match frame
+        .split_first()
+        .map(|(k, _)| HandshakeKind::from_byte(*k))
+    {
+        Some(Some(kind)) => {
+            tokio::task::spawn_blocking(move || backend.handshake(kind, &frame[1..]))
+                .await
+                .unwrap_or_else(|_| Err("the handshake failed on this node".to_string()))
+        }
+        Some(None) => Err("unknown handshake kind".to_string()),
         None => Err("empty request".to_string()),
     };
     let out = match reply {

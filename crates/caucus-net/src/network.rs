@@ -31,6 +31,9 @@ use tokio::time::Instant;
 /// Syncs waiting for a session slot, at most.
 const MAX_SYNC_RETRIES: usize = 4096;
 
+/// How long one request for a handshake stream may wait before it is made again.
+const STREAM_ATTEMPT: Duration = Duration::from_secs(5);
+
 /// Misbehaviour reports queued from sync tasks to the swarm task.
 const MISBEHAVIOUR_QUEUE: usize = 256;
 
@@ -196,6 +199,8 @@ struct Behaviour {
 enum Command {
     Listen(Multiaddr, oneshot::Sender<Result<(), NetError>>),
     Dial(Multiaddr, oneshot::Sender<Result<(), NetError>>),
+    /// Answers once a connection to the peer is up (at once if one is).
+    Connect(PeerId, Multiaddr, oneshot::Sender<Result<(), NetError>>),
     Join {
         group: GroupId,
         topic: String,
@@ -302,6 +307,7 @@ impl Network {
             dropped_events: 0,
             retry_syncs: std::collections::HashSet::new(),
             dialed: HashMap::new(),
+            connecting: HashMap::new(),
             reserving: std::collections::HashSet::new(),
             circuit_listeners: HashMap::new(),
         };
@@ -339,18 +345,53 @@ impl Network {
                 "address does not end in /p2p/<peer id>".into(),
             ));
         };
+        let deadline = Instant::now() + handshake::HANDSHAKE_TIMEOUT;
         if peer != self.local {
-            // Connecting first gives the stream behaviour an address for the peer.
-            let _ = self.dial(addr).await;
+            // Wait for the connection before asking for a stream. libp2p-stream only
+            // learns of a connection when the swarm reports it established, a moment
+            // after the connection's handler exists; a stream asked for in between is
+            // parked for a dial that the swarm then skips (the peer is connected), and
+            // the request waits forever.
+            let (tx, rx) = oneshot::channel();
+            self.send(Command::Connect(peer, addr, tx))
+                .await
+                .map_err(|e| HandshakeError::Unreachable(e.to_string()))?;
+            match tokio::time::timeout_at(deadline, rx).await {
+                Err(_) => {
+                    return Err(HandshakeError::Unreachable(format!(
+                        "no connection within {:?}",
+                        handshake::HANDSHAKE_TIMEOUT
+                    )));
+                }
+                Ok(Err(_)) => return Err(HandshakeError::Unreachable("network stopped".into())),
+                Ok(Ok(Err(e))) => return Err(HandshakeError::Unreachable(e.to_string())),
+                Ok(Ok(Ok(()))) => {}
+            }
         }
         let mut control = self.control.clone();
-        let stream = tokio::time::timeout(
-            handshake::HANDSHAKE_TIMEOUT,
-            control.open_stream(peer, handshake::HANDSHAKE_PROTOCOL),
-        )
-        .await
-        .map_err(|_| HandshakeError::Timeout(handshake::HANDSHAKE_TIMEOUT))?
-        .map_err(|e| HandshakeError::Unreachable(e.to_string()))?;
+        // Asked again if the first request went to a connection that closed under it.
+        let stream = loop {
+            let attempt = Instant::now() + STREAM_ATTEMPT;
+            match tokio::time::timeout_at(
+                attempt.min(deadline),
+                control.open_stream(peer, handshake::HANDSHAKE_PROTOCOL),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => break stream,
+                Ok(Err(e)) if Instant::now() + STREAM_ATTEMPT > deadline => {
+                    return Err(HandshakeError::Unreachable(e.to_string()));
+                }
+                Err(_) if Instant::now() >= deadline => {
+                    return Err(HandshakeError::Timeout(handshake::HANDSHAKE_TIMEOUT));
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "handshake stream not opened, asking again: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(_) => tracing::debug!(%peer, "handshake stream not opened yet, asking again"),
+            }
+        };
         handshake::request(stream, kind, request).await
     }
 
@@ -579,6 +620,8 @@ struct Driver {
     retry_syncs: std::collections::HashSet<(PeerId, GroupId)>,
     /// The address each peer was reached at when this node dialed it.
     dialed: HashMap<PeerId, Multiaddr>,
+    /// Who waits for a connection to each peer ([`Command::Connect`]).
+    connecting: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>>,
     /// Relays this node holds (or is asking for) a circuit reservation on.
     reserving: std::collections::HashSet<PeerId>,
     /// The relay behind each circuit listener this node opened.
@@ -725,6 +768,7 @@ impl Driver {
                     .map_err(|e| NetError::Dial(e.to_string()));
                 let _ = tx.send(r);
             }
+            Command::Connect(peer, addr, tx) => self.connect(peer, addr, tx),
             Command::Join {
                 group,
                 topic,
@@ -848,6 +892,34 @@ impl Driver {
         }
     }
 
+    /// Dials `peer` at `addr` unless connected; `tx` hears when a connection is up or
+    /// the dial failed.
+    fn connect(
+        &mut self,
+        peer: PeerId,
+        addr: Multiaddr,
+        tx: oneshot::Sender<Result<(), NetError>>,
+    ) {
+        if self.swarm.is_connected(&peer) {
+            let _ = tx.send(Ok(()));
+            return;
+        }
+        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+            .addresses(vec![addr])
+            .build();
+        match self.swarm.dial(opts) {
+            // A dial already under way answers the same waiters.
+            Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
+                let waiting = self.connecting.entry(peer).or_default();
+                waiting.retain(|w| !w.is_closed());
+                waiting.push(tx);
+            }
+            Err(e) => {
+                let _ = tx.send(Err(NetError::Dial(e.to_string())));
+            }
+        }
+    }
+
     /// Of two peers sharing a group, the one with the smaller id opens the sync stream,
     /// so one session serves both directions.
     fn initiates_with(&self, peer: &PeerId) -> bool {
@@ -855,6 +927,23 @@ impl Driver {
     }
 
     fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match &ev {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                for w in self.connecting.remove(peer_id).unwrap_or_default() {
+                    let _ = w.send(Ok(()));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } if !self.swarm.is_connected(peer) => {
+                for w in self.connecting.remove(peer).unwrap_or_default() {
+                    let _ = w.send(Err(NetError::Dial(error.to_string())));
+                }
+            }
+            _ => {}
+        }
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "listening");
