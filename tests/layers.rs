@@ -421,10 +421,22 @@ fn stores_reopen_to_the_same_state_and_hold_nothing_readable() {
         // envelope all agree with the state before closing.
         assert_eq!(r.state_hash(), hash, "{label} folds to another state");
         let group = r.keyring.group();
+        let mut contacts: Vec<caucus_store::ContactRow> = r
+            .state()
+            .contacts()
+            .chain(r.state().removed_contacts())
+            .map(caucus_store::ContactRow::from_model)
+            .collect();
+        contacts.sort_by_key(|c| c.id);
         assert_eq!(
-            r.store().state_hash(&group).unwrap(),
-            Some(hash),
+            r.store().all_contacts(&group).unwrap(),
+            contacts,
             "{label} views"
+        );
+        assert_eq!(
+            r.store().all_notes(&group).unwrap().len(),
+            r.state().all_notes().count(),
+            "{label} note views"
         );
         assert_eq!(r.reverify().unwrap().1, hash, "{label} re-opened");
         assert_eq!(

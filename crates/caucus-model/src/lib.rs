@@ -174,6 +174,11 @@ pub mod testing;
 mod tests;
 
 pub use entry::{FoldKey, OpenedEntry};
+
+/// The version of the fold's rules. It changes whenever the same entries could fold to a
+/// different state (a merge rule, an authorization check, a record's fields), so that
+/// anything derived from an earlier fold and kept (the store's views) is derived again.
+pub const FOLD_VERSION: u32 = 1;
 pub use outcome::{Outcome, Reason, Rejection};
 pub use query::{
     ContactFilter, DueFollowup, RatingCounts, RatingFilter, ShareBase, SupportShare, WorkplaceMap,

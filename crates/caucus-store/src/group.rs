@@ -11,16 +11,16 @@
 //! 3. [`Store::apply`] for every batch it receives or writes: each [`Incoming`] is an
 //!    envelope with, when the node could open and verify it, its [`VerifiedBody`]. One
 //!    transaction stores the envelopes and bodies, folds the new bodies into the
-//!    [`GroupState`] and brings the views up to date (see `views.rs`), with the state
-//!    hash beside them. An envelope stored earlier without a body (the node could not
+//!    [`GroupState`] and brings the views up to date (see `views.rs`). An envelope stored earlier without a body (the node could not
 //!    open it yet: unknown epoch or device) gets its body when applied again with one;
 //!    [`Store::unopened`] lists such envelopes.
 //!
 //! **One writer per group** (the daemon, or a CLI command while the daemon is down):
-//! the [`GroupState`] is that writer's. At its first [`Store::apply`] the writer checks
-//! that the stored state hash equals its fold and rewrites the views if not (a
-//! database from schema 1, whose envelopes have no bodies yet, starts that way), so a
-//! view can never silently lag the entries. If a batch fails, its transaction rolls
+//! the [`GroupState`] is that writer's. The views are written in the same transaction
+//! as the entries they show, so they can differ from a fresh fold only if another fold
+//! wrote them: the group row records [`VIEWS_VERSION`], and a writer whose version
+//! differs (a database from an older build, or from schema 1 or 2) rewrites every view
+//! at its first [`Store::apply`], so a view can never silently lag the entries. If a batch fails, its transaction rolls
 //! back and the writer's fold is reloaded from the database.
 //!
 //! Readers (CLI commands) never fold: they query the views ([`Store::contacts`],
@@ -38,6 +38,10 @@ use crate::{Store, StoreError, StoredEntry};
 use caucus_model::{OpenedEntry, State};
 use caucus_proto::{Body, EntryId, GroupId, IdentityKey};
 use rusqlite::{OptionalExtension, params};
+
+/// The version of the views a build writes: the model's [`caucus_model::FOLD_VERSION`]
+/// and the layout of the view rows (`views.rs`; the second factor changes with it).
+pub const VIEWS_VERSION: i64 = caucus_model::FOLD_VERSION as i64 * 1000 + 1;
 
 /// A body the node has opened and verified (envelope AEAD, membership proof, device
 /// signature, device-identity binding), with its body id (`caucus_crypto::BodyId`).
@@ -71,8 +75,8 @@ pub struct Applied {
     pub duplicates: usize,
     /// Whether the fold had to fold every entry again.
     pub refolded: bool,
-    /// The state hash after the batch, as stored beside the views.
-    pub state_hash: [u8; 32],
+    /// Whether every view was rewritten (the first write to views of another version).
+    pub rewrote_views: bool,
 }
 
 /// One group's folded state, held by the writer between batches.
@@ -80,7 +84,8 @@ pub struct Applied {
 pub struct GroupState {
     group: GroupId,
     state: State,
-    /// Row fingerprints, once the writer has checked the views (first [`Store::apply`]).
+    /// Row fingerprints of the stored views; `None` when they were written by another
+    /// [`VIEWS_VERSION`] (the first [`Store::apply`] rewrites them).
     prints: Option<Prints>,
 }
 
@@ -114,7 +119,7 @@ impl Store {
         {
             let w = Writer::new(&tx, &group);
             w.members_and_devices(&state)?;
-            w.group_row(&state, &state.state_hash())?;
+            w.group_row(&state)?;
         }
         tx.commit()?;
         Ok(())
@@ -160,10 +165,16 @@ impl Store {
                 .map_err(|_| StoreError::Malformed("stored body does not decode"))?;
             entries.push(OpenedEntry::new(id, epoch, body));
         }
+        let state = State::from_entries(founder, entries);
+        let version: i64 = self
+            .conn
+            .prepare_cached("SELECT views_version FROM groups WHERE group_id = ?1")?
+            .query_row([group.as_bytes().as_slice()], |r| r.get(0))?;
+        let prints = (version == VIEWS_VERSION).then(|| Prints::of(&state));
         Ok(GroupState {
             group: *group,
-            state: State::from_entries(founder, entries),
-            prints: None,
+            state,
+            prints,
         })
     }
 
@@ -247,23 +258,11 @@ impl Store {
         let group_bytes = gs.group;
         let tx = self.conn.transaction()?;
         let mut out = Applied::default();
-        let mut fresh_views = false;
-        let prints = match gs.prints.take() {
-            Some(p) => p,
+        let (prints, fresh_views) = match gs.prints.take() {
+            Some(p) => (p, false),
             None => {
-                // First batch of this writer: trust the views only if they show this state.
-                let stored: Option<Vec<u8>> = tx
-                    .prepare_cached("SELECT state_hash FROM groups WHERE group_id = ?1")?
-                    .query_row([group_bytes.as_bytes().as_slice()], |r| r.get(0))
-                    .optional()?;
-                let stored = stored.ok_or(StoreError::UnknownGroup)?;
-                if stored.as_slice() == gs.state.state_hash().as_slice() {
-                    Prints::of(&gs.state)
-                } else {
-                    Writer::new(&tx, &group_bytes).clear()?;
-                    fresh_views = true;
-                    Prints::default()
-                }
+                Writer::new(&tx, &group_bytes).clear()?;
+                (Prints::default(), true)
             }
         };
         let mut prints = prints;
@@ -340,17 +339,10 @@ impl Store {
         if out.refolded || fresh_views || touched.group {
             w.members_and_devices(&gs.state)?;
         }
-        out.state_hash = if out.opened > 0 || fresh_views {
-            let h = gs.state.state_hash();
-            w.group_row(&gs.state, &h)?;
-            h
-        } else {
-            let h: Vec<u8> = tx
-                .prepare_cached("SELECT state_hash FROM groups WHERE group_id = ?1")?
-                .query_row([group_bytes.as_bytes().as_slice()], |r| r.get(0))?;
-            <[u8; 32]>::try_from(h.as_slice())
-                .map_err(|_| StoreError::Malformed("state hash is not 32 bytes"))?
-        };
+        if out.opened > 0 || fresh_views {
+            w.group_row(&gs.state)?;
+        }
+        out.rewrote_views = fresh_views;
         tx.commit()?;
         gs.prints = Some(prints);
         progress(total, total);

@@ -54,7 +54,7 @@ mod store;
 mod views;
 
 pub use error::StoreError;
-pub use group::{Applied, GroupState, Incoming, VerifiedBody};
+pub use group::{Applied, GroupState, Incoming, VIEWS_VERSION, VerifiedBody};
 pub use index::GroupIndex;
 pub use key::DbKey;
 pub use query::{ContactDetail, DueRow, NoticeSummary};

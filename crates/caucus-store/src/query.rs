@@ -521,16 +521,6 @@ impl Store {
         })
     }
 
-    /// The state hash stored beside the views (equal to the fold's).
-    pub fn state_hash(&self, group: &GroupId) -> Result<Option<[u8; 32]>, StoreError> {
-        let h: Option<Vec<u8>> = self
-            .conn
-            .prepare_cached("SELECT state_hash FROM groups WHERE group_id = ?1")?
-            .query_row([group.as_bytes().as_slice()], |r| r.get(0))
-            .optional()?;
-        h.map(|h| fixed(&h, "state hash")).transpose()
-    }
-
     /// The group's name, once set.
     pub fn group_name(&self, group: &GroupId) -> Result<Option<String>, StoreError> {
         Ok(self

@@ -12,6 +12,7 @@ use std::path::Path;
 pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_entries.sql"),
     include_str!("../migrations/0002_bodies_and_views.sql"),
+    include_str!("../migrations/0003_views_version.sql"),
 ];
 
 /// The schema version this build writes.

@@ -689,22 +689,23 @@ impl<'t, 'c> Writer<'t, 'c> {
         Ok(())
     }
 
-    /// Writes the group row: founder, state hash, name, campaign, epoch.
-    pub(crate) fn group_row(&self, state: &State, hash: &[u8; 32]) -> Result<(), StoreError> {
+    /// Writes the group row: founder, name, campaign, epoch, and the version of these
+    /// views.
+    pub(crate) fn group_row(&self, state: &State) -> Result<(), StoreError> {
         let campaign = state.campaign();
         self.tx
             .prepare_cached(
-                "INSERT INTO groups (group_id, founder, state_hash, name, headcount,
+                "INSERT INTO groups (group_id, founder, views_version, name, headcount,
                  target_percent, current_epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (group_id) DO UPDATE SET founder = excluded.founder,
-                 state_hash = excluded.state_hash, name = excluded.name,
+                 views_version = excluded.views_version, name = excluded.name,
                  headcount = excluded.headcount, target_percent = excluded.target_percent,
                  current_epoch = excluded.current_epoch",
             )?
             .execute(params![
                 self.group,
                 state.founder().as_bytes().as_slice(),
-                hash.as_slice(),
+                crate::group::VIEWS_VERSION,
                 state.group_name(),
                 campaign.map(|c| c.headcount),
                 campaign.map(|c| c.target_percent),
