@@ -313,7 +313,7 @@ impl Node {
     /// A read-only second connection to this node's database (see
     /// [`Store::open_reader`]).
     pub fn open_reader(&self) -> Result<Store, NodeError> {
-        Ok(Store::open_reader(self.store.path(), &self.db_key)?)
+        Ok(self.store.reader(&self.db_key)?)
     }
 
     /// The store (its views answer the organizer's queries without a fold).

@@ -158,13 +158,19 @@ impl Store {
         )?;
         let mut rows = stmt.query([group.as_bytes().as_slice()])?;
         let mut entries = Vec::new();
+        let mut ids = Vec::new();
         while let Some(row) = rows.next()? {
             let id = entry_id(crate::query::blob(row, 0)?)?;
+            ids.push(id);
             let epoch = from_sql_u64(row.get(1)?);
             let body = Body::decode(crate::query::blob(row, 2)?)
                 .map_err(|_| StoreError::Malformed("stored body does not decode"))?;
             entries.push(OpenedEntry::new(id, epoch, body));
         }
+        drop(rows);
+        ids.extend(self.unopened(group)?.into_iter().map(|e| e.id));
+        // The writer loads its groups before anything writes: sync's index starts warm.
+        self.ids.put(*group, ids);
         let state = State::from_entries(founder, entries);
         let version: i64 = self
             .conn
@@ -344,6 +350,7 @@ impl Store {
         }
         out.rewrote_views = fresh_views;
         tx.commit()?;
+        self.ids.add(&group_bytes, out.new.iter().copied());
         gs.prints = Some(prints);
         progress(total, total);
         Ok(out)

@@ -53,6 +53,8 @@ pub struct Inserted {
 pub struct Store {
     pub(crate) conn: Connection,
     path: PathBuf,
+    /// Entry ids in memory, shared with the readers this store opens.
+    pub(crate) ids: crate::index::IdCache,
 }
 
 /// Opens a connection read-write (plus `extra` flags), gives SQLCipher the key and reads
@@ -136,7 +138,16 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+            ids: Default::default(),
         })
+    }
+
+    /// A read-only connection to this store's database, sharing its entry ids in memory
+    /// (see [`Store::open_reader`]).
+    pub fn reader(&self, key: &DbKey) -> Result<Store, StoreError> {
+        let mut r = Store::open_reader(&self.path, key)?;
+        r.ids = self.ids.clone();
+        Ok(r)
     }
 
     /// A second, read-only connection to an open database (WAL lets it read while the
@@ -153,6 +164,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+            ids: Default::default(),
         })
     }
 
@@ -214,6 +226,9 @@ impl Store {
             }
         }
         tx.commit()?;
+        for e in batch {
+            self.ids.add(&e.group, [e.id]);
+        }
         Ok(out)
     }
 
