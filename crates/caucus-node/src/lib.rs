@@ -23,7 +23,8 @@ mod running;
 pub use crate::core::{GroupInfo, InviteInfo, Node, OpenedSummary, Received, now_ms};
 pub use home::Home;
 pub use running::{
-    LINK_WINDOW, NODE_EVENT_QUEUE, NodeConfig, NodeEvent, Running, SyncStatus, link_new_device,
+    ENTRY_EVENTS_AT_MOST, LINK_WINDOW, NODE_EVENT_QUEUE, NodeConfig, NodeEvent, Running,
+    SyncStatus, link_new_device,
 };
 
 use std::path::{Path, PathBuf};

@@ -27,6 +27,10 @@ use tokio::sync::{broadcast, oneshot};
 /// Events buffered per subscriber; a subscriber that lags loses the oldest.
 pub const NODE_EVENT_QUEUE: usize = 1024;
 
+/// Largest stored batch reported entry by entry ([`NodeEvent::EntryStored`]); a larger
+/// one is reported as one [`NodeEvent::EntriesStored`].
+pub const ENTRY_EVENTS_AT_MOST: usize = 64;
+
 /// How long a pairing code shown by `device link` stays usable.
 pub const LINK_WINDOW: Duration = Duration::from_secs(600);
 
@@ -76,7 +80,19 @@ pub enum NodeEvent {
         /// The peer.
         peer: PeerId,
     },
-    /// An entry was opened, verified, stored and folded.
+    /// Many entries were opened, verified, stored and folded in one batch (a catch-up
+    /// sync or an import): one event for the batch instead of one per entry, which would
+    /// overflow the event queue and push out the events that follow.
+    EntriesStored {
+        /// Their group.
+        group: GroupId,
+        /// How many.
+        count: usize,
+        /// Written on this device.
+        local: bool,
+    },
+    /// An entry was opened, verified, stored and folded (one per entry of a batch of at
+    /// most [`ENTRY_EVENTS_AT_MOST`]; see [`NodeEvent::EntriesStored`]).
     EntryStored {
         /// Its group.
         group: GroupId,
@@ -197,13 +213,23 @@ impl NodeBackend {
     fn after_receive(&self, node: &mut Node, group: &GroupId, received: &Received, local: bool) {
         let me = node.identity();
         let mut to_ack = Vec::new();
-        for e in &received.opened {
-            self.emit(NodeEvent::EntryStored {
+        let each = received.opened.len() <= ENTRY_EVENTS_AT_MOST;
+        if !each {
+            self.emit(NodeEvent::EntriesStored {
                 group: *group,
-                id: e.id,
-                kind: e.kind,
+                count: received.opened.len(),
                 local,
             });
+        }
+        for e in &received.opened {
+            if each {
+                self.emit(NodeEvent::EntryStored {
+                    group: *group,
+                    id: e.id,
+                    kind: e.kind,
+                    local,
+                });
+            }
             if let Some((notice, urgent)) = e.notice {
                 if e.author != me {
                     self.emit(NodeEvent::NoticeReceived {
