@@ -26,54 +26,44 @@ fn campaign(cast: &Cast) -> Vec<OpenedEntry> {
     let mut out = cast.setup();
     let author = cast.founder.author(0);
     let mut t = 1_000u64;
-    for i in 0..CONTACTS {
+    // Each operation one millisecond after the last.
+    let mut push = |op: Operation| {
         t += 1;
-        out.push(entry(
-            author,
-            hlc(t, 0),
-            Operation::ContactSet {
-                contact: contact_id(i),
-                fields: vec![
-                    ContactField::Name(format!("Worker {i}")),
-                    ContactField::Department(format!("Department {}", i % 12)),
-                    ContactField::Shift(["Day", "Swing", "Night"][(i % 3) as usize].into()),
-                    ContactField::Job("Picker".into()),
-                    ContactField::Handle(format!("555-{i:07}")),
-                ],
-            },
-        ));
+        out.push(entry(author, hlc(t, 0), op));
+    };
+    for i in 0..CONTACTS {
+        push(Operation::ContactSet {
+            contact: contact_id(i),
+            fields: vec![
+                ContactField::Name(format!("Worker {i}")),
+                ContactField::Department(format!("Department {}", i % 12)),
+                ContactField::Shift(["Day", "Swing", "Night"][(i % 3) as usize].into()),
+                ContactField::Job("Picker".into()),
+                ContactField::Handle(format!("555-{i:07}")),
+            ],
+        });
     }
     for n in 0..NOTES_PER_CONTACT {
         for i in 0..CONTACTS {
-            t += 1;
-            out.push(entry(
-                author,
-                hlc(t, 0),
-                Operation::NoteAdded {
-                    contact: contact_id(i),
-                    note: Note {
-                        text: format!(
-                            "Conversation {n} with worker {i}: talked about the schedule change."
-                        ),
-                        date: None,
-                        by: None,
-                    },
+            push(Operation::NoteAdded {
+                contact: contact_id(i),
+                note: Note {
+                    text: format!(
+                        "Conversation {n} with worker {i}: talked about the schedule change."
+                    ),
+                    date: None,
+                    by: None,
                 },
-            ));
+            });
         }
     }
     for k in 0..NOTICES {
-        t += 1;
         let mut id = [0u8; 16];
         id[..4].copy_from_slice(&k.to_be_bytes());
-        out.push(entry(
-            author,
-            hlc(t, 0),
-            Operation::NoticePosted {
-                notice: NoticeId(id),
-                content: notice_content(&format!("Meeting {k}"), k % 10 == 0),
-            },
-        ));
+        push(Operation::NoticePosted {
+            notice: NoticeId(id),
+            content: notice_content(&format!("Meeting {k}"), k % 10 == 0),
+        });
     }
     out
 }

@@ -11,17 +11,19 @@
 //! 3. [`Store::apply`] for every batch it receives or writes: each [`Incoming`] is an
 //!    envelope with, when the node could open and verify it, its [`VerifiedBody`]. One
 //!    transaction stores the envelopes and bodies, folds the new bodies into the
-//!    [`GroupState`] and brings the views up to date (see `views.rs`). An envelope stored earlier without a body (the node could not
-//!    open it yet: unknown epoch or device) gets its body when applied again with one;
-//!    [`Store::unopened`] lists such envelopes.
+//!    [`GroupState`] and brings the views up to date (see `views.rs`). An envelope
+//!    stored earlier without a body (the node could not open it yet: unknown epoch or
+//!    device) gets its body when applied again with one; [`Store::unopened`] lists such
+//!    envelopes.
 //!
 //! **One writer per group** (the daemon, or a CLI command while the daemon is down):
 //! the [`GroupState`] is that writer's. The views are written in the same transaction
 //! as the entries they show, so they can differ from a fresh fold only if another fold
 //! wrote them: the group row records [`VIEWS_VERSION`], and a writer whose version
 //! differs (a database from an older build, or from schema 1 or 2) rewrites every view
-//! at its first [`Store::apply`], so a view can never silently lag the entries. If a batch fails, its transaction rolls
-//! back and the writer's fold is reloaded from the database.
+//! at its first [`Store::apply`], so a view can never silently lag the entries. If a
+//! batch fails, its transaction rolls back and the writer's fold is reloaded from the
+//! database.
 //!
 //! Readers (CLI commands) never fold: they query the views ([`Store::contacts`],
 //! [`Store::workplace_map`], …).
@@ -168,7 +170,14 @@ impl Store {
             entries.push(OpenedEntry::new(id, epoch, body));
         }
         drop(rows);
-        ids.extend(self.unopened(group)?.into_iter().map(|e| e.id));
+        let mut unopened = self
+            .conn
+            .prepare_cached("SELECT id FROM entries WHERE group_id = ?1 AND body IS NULL")?;
+        let mut rows = unopened.query([group.as_bytes().as_slice()])?;
+        while let Some(row) = rows.next()? {
+            ids.push(entry_id(crate::query::blob(row, 0)?)?);
+        }
+        drop(rows);
         // The writer loads its groups before anything writes: sync's index starts warm.
         self.ids.put(*group, ids);
         let state = State::from_entries(founder, entries);

@@ -226,8 +226,14 @@ impl Store {
             }
         }
         tx.commit()?;
-        for e in batch {
-            self.ids.add(&e.group, [e.id]);
+        // One sorted merge per group, not one shift per id (a relay stores thousands).
+        let mut by_group: std::collections::HashMap<GroupId, Vec<EntryId>> = Default::default();
+        let new: std::collections::HashSet<&EntryId> = out.new.iter().collect();
+        for e in batch.iter().filter(|e| new.contains(&e.id)) {
+            by_group.entry(e.group).or_default().push(e.id);
+        }
+        for (group, ids) in by_group {
+            self.ids.add(&group, ids);
         }
         Ok(out)
     }
