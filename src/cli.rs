@@ -9,6 +9,7 @@ use caucus_model::{ContactFilter, RatingFilter};
 use caucus_net::Multiaddr;
 use caucus_node::control::{Client, Reply, Request};
 use caucus_node::{Home, Node, NodeConfig, NodeEvent, Running, now_ms};
+use caucus_proto::limits::{MAX_RECORDS_PER_ENTRY, PACK_TEXT_BYTES};
 use caucus_proto::{
     ContactField, ContactId, Day, FollowupId, GroupId, IdentityKey, Note, NoticeContent, NoticeId,
     Operation, Rating, Role,
@@ -1778,12 +1779,15 @@ async fn import(
         },
     )?;
     let (nc, nn) = (import.contacts, import.notes);
+    // Rows travel packed, up to a thousand records per entry: one signature, nonce, tag
+    // and membership proof for many rows instead of one each.
+    let ops = Operation::pack(import.operations, MAX_RECORDS_PER_ENTRY, PACK_TEXT_BYTES);
     bar.set_message("sealing and storing");
-    bar.set_length(import.operations.len() as u64);
+    bar.set_length(ops.len() as u64);
     bar.set_position(0);
-    let total = import.operations.len();
+    let total = ops.len();
     // All-or-nothing: checked in full above, then sealed and stored in one transaction.
-    ctx.write_many(&g, import.operations, &mut |done, of| {
+    ctx.write_many(&g, ops, &mut |done, of| {
         bar.set_length(of);
         bar.set_position(done);
     })

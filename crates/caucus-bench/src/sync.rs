@@ -13,6 +13,7 @@ use caucus_crypto::at_rest::KdfParams;
 use caucus_net::{Multiaddr, NetEvent, Network, RelayLimits};
 use caucus_node::relay::{Quota, Relay};
 use caucus_node::{Node, NodeConfig, NodeEvent, Running, now_ms};
+use caucus_proto::limits::{MAX_RECORDS_PER_ENTRY, PACK_TEXT_BYTES};
 use caucus_proto::{GroupId, Operation};
 use std::path::Path;
 use std::sync::Arc;
@@ -238,10 +239,12 @@ pub(crate) async fn run(campaign: &Campaign, dir: &Path) -> Result<Figures> {
         b.shutdown().await?;
     }
 
-    // Write path: the import in one transaction, then single writes.
+    // Write path: the import in one transaction, packed as `caucus import` packs it
+    // (up to 1,024 rows per entry), then single writes. Counted in records.
     let n_ops = ops.len();
     let started = Instant::now();
-    a.write_many(&g, ops.clone()).await?;
+    let packed = Operation::pack(ops.clone(), MAX_RECORDS_PER_ENTRY, PACK_TEXT_BYTES);
+    a.write_many(&g, packed).await?;
     let import_per_sec = n_ops as f64 / started.elapsed().as_secs_f64();
     let singles = 200.min(n_ops.max(10));
     let started = Instant::now();

@@ -38,11 +38,15 @@ fn the_harness_runs_at_a_tiny_size_and_writes_json() {
         .iter()
         .find(|r| r["scenario"] == "sync")
         .expect("a sync row");
-    let records = sync["records"].as_u64().unwrap();
+    // The import travels packed (many records per entry): the device fetched every
+    // entry the group holds but the few it got when it joined.
+    let entries = sync["entries"].as_u64().unwrap();
+    let initial = sync["caucus"]["initial"]["entries"].as_u64().unwrap();
     assert!(
-        sync["caucus"]["initial"]["entries"].as_u64().unwrap() >= records,
+        initial > 0 && initial <= entries && entries - initial <= 8,
         "{sync}"
     );
+    assert!(sync["records"].as_u64().unwrap() > initial, "{sync}");
     assert_eq!(sync["caucus"]["one_new"]["entries"], 1, "{sync}");
     assert_eq!(sync["caucus"]["hundred_new"]["entries"], 100, "{sync}");
     assert!(sync["automerge"]["initial"]["bytes"].as_u64().unwrap() > 0);

@@ -36,6 +36,37 @@ impl OpenedEntry {
         }
     }
 
+    /// The clock of the last event this entry stands for: its own clock, or for an
+    /// [`Operation::Records`] entry of `n` records, the clock of record `n - 1`. A device
+    /// that saw the entry observes this clock, so its next write sorts after every record.
+    pub fn last_hlc(&self) -> Hlc {
+        match &self.op {
+            Operation::Records { ops } => self.hlc.nth(ops.len().saturating_sub(1) as u32),
+            _ => self.hlc,
+        }
+    }
+
+    /// The events this entry stands for: itself, or each record of an
+    /// [`Operation::Records`] entry as an entry of its own, named
+    /// [`EntryId::of_record`] and stamped with the entry's clock advanced by its index
+    /// ([`Hlc::nth`]). The fold sees only these.
+    pub fn records(self) -> Vec<OpenedEntry> {
+        match self.op {
+            Operation::Records { ops } => ops
+                .into_iter()
+                .enumerate()
+                .map(|(i, op)| OpenedEntry {
+                    id: EntryId::of_record(&self.id, i as u32),
+                    author: self.author,
+                    hlc: self.hlc.nth(i as u32),
+                    epoch: self.epoch,
+                    op,
+                })
+                .collect(),
+            op => vec![OpenedEntry { op, ..self }],
+        }
+    }
+
     /// The entry's place in the fold order.
     pub fn fold_key(&self) -> FoldKey {
         FoldKey {

@@ -399,6 +399,10 @@ impl View {
                     target_percent: *target_percent,
                 });
             }
+            // `State` hands the fold each record of such an entry on its own.
+            Operation::Records { .. } => {
+                return Err(Reason::Invalid("records are folded one by one"));
+            }
         }
         Ok(())
     }

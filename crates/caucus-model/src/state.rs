@@ -43,6 +43,9 @@ pub struct State {
     events: BTreeMap<EventDigest, EntryId>,
     /// Ids of other copies of events held, not in `log`.
     copies: BTreeMap<EntryId, EventDigest>,
+    /// Each `Records` entry inserted, to its number of records (held in `log` one by
+    /// one, under [`EntryId::of_record`]).
+    packed: BTreeMap<EntryId, u32>,
     /// The state derived from `log`.
     view: View,
     /// How many times the whole log was folded again (diagnostics).
@@ -137,6 +140,7 @@ impl State {
             ids: BTreeMap::new(),
             events: BTreeMap::new(),
             copies: BTreeMap::new(),
+            packed: BTreeMap::new(),
             view: View::new(founder),
             refolds: 0,
             note_digests: HashCache::default(),
@@ -194,6 +198,14 @@ impl State {
     /// makes that member's entries count); [`State::status`] and [`State::rejected`]
     /// always tell the current status.
     pub fn insert(&mut self, entry: OpenedEntry) -> Outcome {
+        if matches!(entry.op, caucus_proto::Operation::Records { .. }) {
+            let id = entry.id;
+            if self.contains(&id) {
+                return Outcome::Duplicate;
+            }
+            self.extend([entry]);
+            return self.status(&id).unwrap_or(Outcome::Duplicate);
+        }
         let last_before = self.log.last_key_value().map(|(k, _)| *k);
         match self.hold(entry) {
             Hold::Known => Outcome::Duplicate,
@@ -223,7 +235,15 @@ impl State {
         let mut new_keys = Vec::new();
         let mut replaced = false;
         let last_before = self.log.last_key_value().map(|(k, _)| *k);
-        for entry in entries {
+        let packed = &mut self.packed;
+        let records = entries.into_iter().flat_map(|entry| {
+            if let caucus_proto::Operation::Records { ops } = &entry.op {
+                packed.insert(entry.id, ops.len() as u32);
+            }
+            entry.records()
+        });
+        let records: Vec<OpenedEntry> = records.collect();
+        for entry in records {
             match self.hold(entry) {
                 Hold::Known => {}
                 Hold::Replaced => replaced = true,
@@ -303,7 +323,24 @@ impl State {
 
     /// What became of an entry: applied or rejected if held, [`Outcome::Duplicate`] if
     /// it is a copy of an event held under another id, `None` if never inserted.
+    ///
+    /// For an `Operation::Records` entry: the first record's status that is not
+    /// `Applied`, else `Applied`.
     pub fn status(&self, id: &EntryId) -> Option<Outcome> {
+        if let Some(n) = self.packed.get(id) {
+            let mut outcome = Outcome::Applied;
+            for i in 0..*n {
+                match self.status(&EntryId::of_record(id, i)) {
+                    Some(Outcome::Applied) => {}
+                    Some(other) => {
+                        outcome = other;
+                        break;
+                    }
+                    None => return None,
+                }
+            }
+            return Some(outcome);
+        }
         if self.ids.contains_key(id) {
             Some(self.outcome_of(id))
         } else if self.copies.contains_key(id) {
@@ -315,10 +352,11 @@ impl State {
 
     /// Whether an entry with this id was inserted (held, or a copy of an event held).
     pub fn contains(&self, id: &EntryId) -> bool {
-        self.ids.contains_key(id) || self.copies.contains_key(id)
+        self.ids.contains_key(id) || self.copies.contains_key(id) || self.packed.contains_key(id)
     }
 
-    /// Number of events held (applied or rejected), copies counted once.
+    /// Number of events held (applied or rejected), copies counted once; each record of a
+    /// `Records` entry is one event.
     pub fn len(&self) -> usize {
         self.log.len()
     }
@@ -328,7 +366,8 @@ impl State {
         self.log.is_empty()
     }
 
-    /// Every entry held, in fold order.
+    /// Every entry held, in fold order; a `Records` entry as its records (see
+    /// [`OpenedEntry::records`]).
     pub fn entries(&self) -> impl Iterator<Item = &OpenedEntry> {
         self.log.values()
     }

@@ -1318,3 +1318,99 @@ fn state_hash_changes_with_the_state() {
     s.insert(entry(cast.outsiders[0].author(0), at(102), note(1, "x")));
     assert_eq!(h2, s.state_hash());
 }
+
+fn records(ops: Vec<Operation>) -> Operation {
+    Operation::Records { ops }
+}
+
+#[test]
+fn records_fold_like_their_rows_written_one_by_one() {
+    let (cast, base) = committee();
+    let rows = vec![
+        set(1, vec![name("Ana"), ContactField::Rating(rating(2))]),
+        note(1, "wants a shift meeting"),
+        set(2, vec![name("Ben")]),
+        note(2, "asked about pay"),
+        note(1, "will bring a coworker"),
+    ];
+    let packed = entry(dana(&cast), at(500), records(rows.clone()));
+    let one_by_one = packed.clone().records();
+    assert_eq!(one_by_one.len(), 5);
+    for (i, r) in one_by_one.iter().enumerate() {
+        assert_eq!(r.hlc, hlc(500, i as u32), "record {i} is stamped clock + i");
+        assert_eq!(r.id, caucus_proto::EntryId::of_record(&packed.id, i as u32));
+    }
+    assert_eq!(packed.last_hlc(), hlc(500, 4));
+
+    let mut a = base.clone();
+    assert_eq!(a.insert(packed.clone()), Outcome::Applied);
+    let mut b = base.clone();
+    b.extend(one_by_one);
+    assert_eq!(a.state_hash(), b.state_hash());
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a.contact(&contact(1)).map(|c| c.name.as_str()), Some("Ana"));
+    assert_eq!(a.notes(&contact(1)).count(), 2);
+    // Held, reported and deduplicated under the entry's own id.
+    assert!(a.contains(&packed.id));
+    assert_eq!(a.status(&packed.id), Some(Outcome::Applied));
+    assert_eq!(a.insert(packed.clone()), Outcome::Duplicate);
+    let hash = a.state_hash();
+    a.extend([packed.clone()]);
+    assert_eq!(a.state_hash(), hash, "a second copy changes nothing");
+    // A re-sealed copy (another envelope, same signed body) is folded as the same rows,
+    // and both copies give one state in any order.
+    let copy = crate::testing::resealed(&packed, 7);
+    a.extend([copy.clone()]);
+    assert_eq!(a.notes(&contact(1)).count(), 2);
+    assert_eq!(a.len(), b.len());
+    let mut c = base.clone();
+    c.insert(copy);
+    c.insert(packed);
+    assert_eq!(a.state_hash(), c.state_hash());
+}
+
+#[test]
+fn records_merge_with_concurrent_edits_by_their_own_clocks() {
+    let (cast, base) = committee();
+    // Row 1 of the import sets Ana's name at (500, 1); Eli renames her at (500, 0),
+    // before it, and at (501, 0), after it.
+    let import = entry(
+        dana(&cast),
+        at(500),
+        records(vec![note(1, "first"), set(1, vec![name("Ana")])]),
+    );
+    let before = entry(eli(&cast), hlc(500, 0), set(1, vec![name("Anna")]));
+    let after = entry(eli(&cast), hlc(501, 0), set(1, vec![name("Ana O.")]));
+    for order in [
+        vec![import.clone(), before.clone(), after.clone()],
+        vec![after.clone(), import.clone(), before.clone()],
+        vec![before.clone(), after.clone(), import.clone()],
+    ] {
+        let mut s = base.clone();
+        for e in order {
+            s.insert(e);
+        }
+        assert_eq!(
+            s.contact(&contact(1)).map(|c| c.name.as_str()),
+            Some("Ana O.")
+        );
+        assert_eq!(s.notes(&contact(1)).count(), 1);
+    }
+    let mut s = base.clone();
+    s.insert(before);
+    s.insert(import);
+    assert_eq!(s.contact(&contact(1)).map(|c| c.name.as_str()), Some("Ana"));
+}
+
+#[test]
+fn records_from_an_outsider_are_rejected_row_by_row() {
+    let (cast, mut s) = committee();
+    let outsider = cast.unauthorized_authors()[0];
+    let packed = entry(outsider, at(500), records(vec![note(1, "x"), note(2, "y")]));
+    let hash = s.state_hash();
+    assert!(matches!(s.insert(packed.clone()), Outcome::Rejected(_)));
+    assert!(matches!(s.status(&packed.id), Some(Outcome::Rejected(_))));
+    assert_eq!(s.notes(&contact(1)).count(), 0);
+    assert_eq!(s.state_hash(), hash, "rejected rows change nothing");
+    assert_eq!(s.rejected().count(), 2);
+}

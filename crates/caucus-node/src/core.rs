@@ -561,8 +561,12 @@ impl Node {
         let mut rng = rand::rng();
         for op in ops {
             self.clock = self.clock.tick(now_ms());
+            // Record `i` of a `Records` entry is stamped `clock.nth(i)`: the next entry
+            // must sort after the last of them.
+            let records = op.each().len() as u32;
             let envelope = seal(group, keys, &self.device, self.clock, op, &mut rng)
                 .map_err(|e| NodeError::Refused(e.to_string()))?;
+            self.clock = self.clock.nth(records.saturating_sub(1));
             encoded.push(
                 envelope
                     .encode()
@@ -701,7 +705,7 @@ impl Node {
                 break;
             }
             for e in &opened {
-                self.clock = self.clock.observe(e.hlc);
+                self.clock = self.clock.observe(e.last_hlc());
             }
             // Durable before it counts: stored, folded and the views updated, in one go.
             self.store

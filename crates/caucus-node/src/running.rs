@@ -12,6 +12,7 @@
 
 use crate::core::Received;
 use crate::{Node, NodeError, now_ms};
+use caucus_crypto::RelayToken;
 use caucus_crypto::invite::InviteTicket;
 use caucus_crypto::link::{LinkHost, PairingCode};
 use caucus_net::{
@@ -197,6 +198,13 @@ struct NodeBackend {
     /// A second connection that serves sync's index reads while `node` stores a batch
     /// (none if it could not be opened: then reads wait for the node).
     reader: Option<Mutex<caucus_store::Store>>,
+    /// The relay tokens (public membership keys) of each group's epochs, as last read
+    /// from the node's keyrings, so that checking a gossiped envelope's proof on the
+    /// swarm task does not wait for the node lock (held through a whole commit, or a
+    /// stored sync batch: the swarm, its pings and every forward would wait too). A
+    /// token of an epoch never changes; an envelope the cache cannot accept is checked
+    /// again under the lock, which refreshes the cache.
+    tokens: Mutex<HashMap<GroupId, Vec<RelayToken>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -324,17 +332,21 @@ impl Backend for NodeBackend {
     }
 
     fn validate(&self, group: &GroupId, envelope: &Envelope) -> Validation {
-        let node = lock(&self.node);
-        match node.groups.get(group) {
-            Some(core) => caucus_net::validate_with_tokens(
-                envelope,
-                core.keyring
-                    .candidates(envelope.header.epoch)
-                    .iter()
-                    .map(|k| k.relay_token()),
-            ),
-            None => Validation::Ignore,
+        let cached = lock(&self.tokens).get(group).cloned();
+        if let Some(tokens) = cached
+            && caucus_net::validate_with_tokens(envelope, tokens) == Validation::Accept
+        {
+            return Validation::Accept;
         }
+        let tokens = {
+            let node = lock(&self.node);
+            match node.groups.get(group) {
+                Some(core) => core.keyring.relay_tokens(),
+                None => return Validation::Ignore,
+            }
+        };
+        lock(&self.tokens).insert(*group, tokens.clone());
+        caucus_net::validate_with_tokens(envelope, tokens)
     }
 
     fn store(
@@ -460,6 +472,7 @@ impl Running {
             auto_ack: config.auto_ack_urgent,
             links: Mutex::new(Vec::new()),
             reader,
+            tokens: Mutex::default(),
         });
         let (net, mut net_events) = Network::spawn(config.net.clone(), backend.clone())
             .map_err(|e| NodeError::Net(e.to_string()))?;
@@ -595,7 +608,8 @@ impl Running {
         ops: Vec<Operation>,
     ) -> Result<Vec<EntryId>, NodeError> {
         const GOSSIP_AT_MOST: usize = 64;
-        let n = ops.len();
+        // Counted in records: a packed import entry may carry a thousand.
+        let n: usize = ops.iter().map(|op| op.each().len()).sum();
         let ids = {
             let mut node = lock(&self.node);
             let ids = node.write_many(group, ops, &mut |_, _| {})?;
@@ -885,6 +899,7 @@ mod tests {
             auto_ack: false,
             links: Mutex::new(Vec::new()),
             reader: None,
+            tokens: Mutex::default(),
         };
         assert!(matches!(
             backend.precheck_fetched(&g, &env),
@@ -911,5 +926,56 @@ mod tests {
                 .unwrap(),
             0
         );
+    }
+
+    /// Checking a gossiped proof does not wait for the node lock once the group's
+    /// tokens are cached, and a forged proof is still refused (checked under the lock).
+    #[test]
+    fn gossip_checks_do_not_wait_for_the_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = Node::init(
+            dir.path(),
+            b"pass",
+            "Dana",
+            "laptop",
+            KdfParams::insecure_for_tests(),
+        )
+        .unwrap();
+        let g = node.create_group("committee").unwrap();
+        node.write(
+            &g,
+            Operation::ContactSet {
+                contact: ContactId([1; 16]),
+                fields: vec![ContactField::Name("worker".into())],
+            },
+        )
+        .unwrap();
+        let (_, good) = node.take_outbox().into_iter().last().unwrap();
+        let good = Envelope::decode(&good).unwrap();
+        let mut forged = good.clone();
+        forged.proof.0[0] ^= 1;
+        let backend = Arc::new(NodeBackend {
+            node: Arc::new(Mutex::new(node)),
+            events: broadcast::channel(16).0,
+            net: OnceLock::new(),
+            auto_ack: false,
+            links: Mutex::new(Vec::new()),
+            reader: None,
+            tokens: Mutex::default(),
+        });
+        // The first check reads the keyring (and fills the cache).
+        assert_eq!(backend.validate(&g, &good), Validation::Accept);
+        assert_eq!(backend.validate(&g, &forged), Validation::Reject);
+        // With the node held (as through a long commit), the check still answers.
+        let held = lock(&backend.node);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let checker = backend.clone();
+        let probe = good.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(checker.validate(&g, &probe));
+        });
+        let verdict = rx.recv_timeout(Duration::from_secs(10));
+        drop(held);
+        assert_eq!(verdict, Ok(Validation::Accept));
     }
 }

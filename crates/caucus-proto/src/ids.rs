@@ -101,6 +101,17 @@ impl EntryId {
     pub fn of_encoded(envelope_bytes: &[u8]) -> Self {
         Self(*blake3::hash(envelope_bytes).as_bytes())
     }
+
+    /// The id of record `index` inside a [`crate::Operation::Records`] entry: what the
+    /// model names that record by (a note's id, a rejection), since one entry holds
+    /// many. `BLAKE3(domain ‖ entry id ‖ index as u32 LE)`.
+    pub fn of_record(entry: &EntryId, index: u32) -> Self {
+        let mut h = blake3::Hasher::new();
+        h.update(b"caucus v1 record id");
+        h.update(&entry.0);
+        h.update(&index.to_le_bytes());
+        Self(*h.finalize().as_bytes())
+    }
 }
 
 /// Hybrid logical clock timestamp: wall-clock milliseconds since the Unix epoch, and a
@@ -132,6 +143,15 @@ impl Hlc {
                 wall_ms: self.wall_ms,
                 counter: self.counter.saturating_add(1),
             }
+        }
+    }
+
+    /// The clock `n` ticks after this one within the same millisecond: record `n` of a
+    /// [`crate::Operation::Records`] entry stamped `self` is at `self.nth(n)`.
+    pub fn nth(self, n: u32) -> Hlc {
+        Hlc {
+            wall_ms: self.wall_ms,
+            counter: self.counter.saturating_add(n),
         }
     }
 

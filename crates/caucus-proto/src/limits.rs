@@ -27,3 +27,11 @@ pub const MAX_KEY_DELIVERIES: usize = 1_500;
 
 /// Largest single sealed key for one device, in bytes.
 pub const MAX_SEALED_KEY_BYTES: usize = 160;
+
+/// Most records in one [`crate::Operation::Records`] entry (a spreadsheet import packs
+/// rows this many at a time, fewer when their text is long).
+pub const MAX_RECORDS_PER_ENTRY: usize = 1_024;
+
+/// About how many bytes of text [`crate::Operation::pack`] puts in one `Records` entry
+/// when packing an import: well under [`MAX_BODY_BYTES`] with the records' own framing.
+pub const PACK_TEXT_BYTES: usize = 128 * 1024;

@@ -4,7 +4,8 @@
 use crate::codec::EncodeError;
 use crate::ids::{ContactId, Day, DeviceKey, FollowupId, IdentityKey, NoticeId, Signature};
 use crate::limits::{
-    MAX_FIELDS_PER_SET, MAX_KEY_DELIVERIES, MAX_LONG_TEXT, MAX_SEALED_KEY_BYTES, MAX_SHORT_TEXT,
+    MAX_FIELDS_PER_SET, MAX_KEY_DELIVERIES, MAX_LONG_TEXT, MAX_RECORDS_PER_ENTRY,
+    MAX_SEALED_KEY_BYTES, MAX_SHORT_TEXT,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -291,6 +292,15 @@ pub enum Operation {
         /// Target share of supportive workers, in percent (e.g. 70).
         target_percent: u8,
     },
+    /// 17: many contact-log records in one entry, in order (a spreadsheet import): 1 to
+    /// [`MAX_RECORDS_PER_ENTRY`] operations, each a `ContactSet`, `NoteAdded`,
+    /// `FollowupSet` or `FollowupDone`. Record `i` counts as its own event at the entry's
+    /// clock advanced by `i` ([`crate::Hlc::nth`]), named [`crate::EntryId::of_record`].
+    /// One signature, nonce, tag and proof then carry hundreds of rows.
+    Records {
+        /// The records, in order.
+        ops: Vec<Operation>,
+    },
 }
 
 fn short(s: &str, what: &'static str) -> Result<(), EncodeError> {
@@ -370,6 +380,22 @@ impl Operation {
                     Ok(())
                 }
             }
+            Operation::Records { ops } => {
+                if ops.is_empty() || ops.len() > MAX_RECORDS_PER_ENTRY {
+                    return Err(EncodeError::Invalid(
+                        "records must carry 1 to 1024 operations",
+                    ));
+                }
+                for op in ops {
+                    if !op.is_record() {
+                        return Err(EncodeError::Invalid(
+                            "records may only carry contact sets, notes and follow-ups",
+                        ));
+                    }
+                    op.validate()?;
+                }
+                Ok(())
+            }
             Operation::FollowupDone { .. }
             | Operation::ContactRemoved { .. }
             | Operation::NoticeCancelled { .. }
@@ -400,6 +426,168 @@ impl Operation {
             Operation::EpochKeyDelivered { .. } => "epoch-key-delivered",
             Operation::GroupNamed { .. } => "group-named",
             Operation::CampaignSet { .. } => "campaign-set",
+            Operation::Records { .. } => "records",
         }
+    }
+
+    /// Whether this operation may travel inside [`Operation::Records`]: a contact-log
+    /// record that any organizer may write and that changes no one's authority.
+    pub fn is_record(&self) -> bool {
+        matches!(
+            self,
+            Operation::ContactSet { .. }
+                | Operation::NoteAdded { .. }
+                | Operation::FollowupSet { .. }
+                | Operation::FollowupDone { .. }
+        )
+    }
+
+    /// The operations this one stands for: the records of [`Operation::Records`], or
+    /// itself.
+    pub fn each(&self) -> &[Operation] {
+        match self {
+            Operation::Records { ops } => ops,
+            op => std::slice::from_ref(op),
+        }
+    }
+
+    /// Packs operations for storing many at once: runs of records (see
+    /// [`Operation::is_record`]) become [`Operation::Records`] entries of at most
+    /// `per_entry` records and about `max_bytes` of text each (a lone record stays as
+    /// it is); every other operation stays its own entry, in its place in the order.
+    pub fn pack(ops: Vec<Operation>, per_entry: usize, max_bytes: usize) -> Vec<Operation> {
+        let per_entry = per_entry.clamp(1, MAX_RECORDS_PER_ENTRY);
+        let mut out = Vec::new();
+        let mut run: Vec<Operation> = Vec::new();
+        let mut run_bytes = 0;
+        let flush = |run: &mut Vec<Operation>, out: &mut Vec<Operation>| match run.len() {
+            0 => {}
+            1 => out.append(run),
+            _ => out.push(Operation::Records {
+                ops: std::mem::take(run),
+            }),
+        };
+        for op in ops {
+            if !op.is_record() {
+                flush(&mut run, &mut out);
+                run_bytes = 0;
+                out.push(op);
+                continue;
+            }
+            let bytes = op.text_len() + 40;
+            if !run.is_empty() && (run.len() >= per_entry || run_bytes + bytes > max_bytes) {
+                flush(&mut run, &mut out);
+                run_bytes = 0;
+            }
+            run_bytes += bytes;
+            run.push(op);
+        }
+        flush(&mut run, &mut out);
+        out
+    }
+
+    /// Bytes of text a record carries (an upper bound's main term, for packing).
+    fn text_len(&self) -> usize {
+        match self {
+            Operation::ContactSet { fields, .. } => fields
+                .iter()
+                .map(|f| match f {
+                    ContactField::Name(s)
+                    | ContactField::Department(s)
+                    | ContactField::Shift(s)
+                    | ContactField::Job(s)
+                    | ContactField::Handle(s)
+                    | ContactField::AssignedTo(s)
+                    | ContactField::Tag { tag: s, .. } => s.len() + 4,
+                    ContactField::Rating(_) => 2,
+                })
+                .sum(),
+            Operation::NoteAdded { note, .. } => {
+                note.text.len() + note.by.as_ref().map_or(0, String::len) + 8
+            }
+            Operation::FollowupSet { assignee, task, .. } => assignee.len() + task.len() + 8,
+            _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(n: u8, text: &str) -> Operation {
+        Operation::NoteAdded {
+            contact: ContactId([n; 16]),
+            note: Note {
+                text: text.into(),
+                date: None,
+                by: None,
+            },
+        }
+    }
+
+    fn named(n: u8) -> Operation {
+        Operation::GroupNamed {
+            name: format!("g{n}"),
+        }
+    }
+
+    #[test]
+    fn records_carry_one_to_the_limit_of_contact_log_rows_only() {
+        let ok = Operation::Records {
+            ops: vec![note(1, "a"); MAX_RECORDS_PER_ENTRY],
+        };
+        assert!(ok.validate().is_ok());
+        let cases = [
+            Operation::Records { ops: vec![] },
+            Operation::Records {
+                ops: vec![note(1, "a"); MAX_RECORDS_PER_ENTRY + 1],
+            },
+            Operation::Records {
+                ops: vec![note(1, "a"), named(1)],
+            },
+            Operation::Records {
+                ops: vec![Operation::Records {
+                    ops: vec![note(1, "a")],
+                }],
+            },
+            // A record that is invalid on its own.
+            Operation::Records {
+                ops: vec![Operation::ContactSet {
+                    contact: ContactId([1; 16]),
+                    fields: vec![],
+                }],
+            },
+        ];
+        for op in cases {
+            assert!(op.validate().is_err(), "{op:?}");
+        }
+    }
+
+    #[test]
+    fn pack_keeps_the_order_and_splits_by_count_bytes_and_other_operations() {
+        let mut ops: Vec<Operation> = (0..10).map(|i| note(i, "hello")).collect();
+        ops.insert(4, named(0));
+        ops.push(named(1));
+        ops.push(note(99, "alone"));
+        let packed = Operation::pack(ops.clone(), 3, usize::MAX);
+        let flat: Vec<Operation> = packed.iter().flat_map(|op| op.each().to_vec()).collect();
+        assert_eq!(flat, ops, "unpacking gives the operations back in order");
+        let sizes: Vec<usize> = packed
+            .iter()
+            .map(|op| match op {
+                Operation::Records { ops } => ops.len(),
+                _ => 0,
+            })
+            .collect();
+        // 4 notes → 3 + 1 (a lone record stays itself), the name, 6 notes → 3 + 3, the
+        // second name, the last note alone.
+        assert_eq!(sizes, vec![3, 0, 0, 3, 3, 0, 0]);
+        for op in &packed {
+            assert!(op.validate().is_ok());
+        }
+        // A byte budget smaller than two records packs nothing.
+        let unpacked = Operation::pack(ops.clone(), 1_000, 50);
+        assert_eq!(unpacked, ops);
     }
 }

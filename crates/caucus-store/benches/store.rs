@@ -5,6 +5,9 @@
 //!   database — envelopes and bodies written, the fold updated, views and state hash
 //!   written, one durable transaction per batch (sealing and opening happen before the
 //!   clock starts: they are the crypto layer's cost, measured in its own benches);
+//! - `apply/60k_packed_as_imported`: the same rows packed as `caucus import` packs them
+//!   (`Operation::pack`: up to 1,024 rows per entry, 59 entries), stored in one
+//!   transaction; throughput counted in rows;
 //! - `open/cold_60k`: opening the database and folding the 60,000 stored bodies;
 //! - `query/*`: the CLI's queries on the views over the same group, the workplace map
 //!   first (target < 20 ms).
@@ -13,6 +16,7 @@
 
 use caucus_crypto::{DeviceKeys, EpochSecret, IdentityKeypair, Keyring, open_batch, seal};
 use caucus_model::ContactFilter;
+use caucus_proto::limits::{MAX_RECORDS_PER_ENTRY, PACK_TEXT_BYTES};
 use caucus_proto::{ContactId, Day, EntryId, GroupId, Hlc, Operation};
 use caucus_store::spreadsheet::{self, KnownPhones};
 use caucus_store::{DbKey, Incoming, Store, StoredEntry, VerifiedBody};
@@ -32,8 +36,9 @@ struct Workload {
     entries: Vec<Incoming>,
 }
 
-/// The campaign's operations, sealed by the founder's device and opened again.
-fn workload() -> Workload {
+/// The campaign's operations, sealed by the founder's device and opened again; packed
+/// into `Records` entries as an import packs them when `packed`.
+fn workload(packed: bool) -> Workload {
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     let identity = IdentityKeypair::generate(&mut rng);
     let device = DeviceKeys::generate(identity.public(), &mut rng);
@@ -59,7 +64,12 @@ fn workload() -> Workload {
     )
     .unwrap();
     let cert = identity.certify(&device.public(), "laptop").unwrap();
-    let ops = std::iter::once(Operation::DeviceLinked { cert }).chain(import.operations);
+    let rows = if packed {
+        Operation::pack(import.operations, MAX_RECORDS_PER_ENTRY, PACK_TEXT_BYTES)
+    } else {
+        import.operations
+    };
+    let ops = std::iter::once(Operation::DeviceLinked { cert }).chain(rows);
     let mut rng = ChaCha20Rng::seed_from_u64(8);
     let envelopes: Vec<_> = ops
         .enumerate()
@@ -103,14 +113,14 @@ fn key() -> DbKey {
     DbKey::from_bytes([0x11; 32])
 }
 
-/// A fresh database holding the whole workload, applied in batches; returns the time
-/// the batches took.
-fn fill(path: &Path, w: &Workload) -> Duration {
+/// A fresh database holding the whole workload, applied in batches of `batch` entries;
+/// returns the time the batches took.
+fn fill(path: &Path, w: &Workload, batch: usize) -> Duration {
     let mut store = Store::open(path, &key()).unwrap();
     store.add_group(GROUP, w.founder).unwrap();
     let mut group = store.load_group(&GROUP).unwrap();
     let mut total = Duration::ZERO;
-    for chunk in w.entries.chunks(BATCH) {
+    for chunk in w.entries.chunks(batch) {
         let batch = chunk.to_vec();
         let t = Instant::now();
         store.apply(&mut group, batch, 1).unwrap();
@@ -120,7 +130,24 @@ fn fill(path: &Path, w: &Workload) -> Duration {
 }
 
 fn benches(c: &mut Criterion) {
-    let w = workload();
+    let packed = workload(true);
+    let mut g = c.benchmark_group("apply");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(60_000));
+    g.bench_function("60k_packed_as_imported", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().unwrap();
+                total += fill(&dir.path().join("db"), &packed, usize::MAX);
+            }
+            total
+        })
+    });
+    g.finish();
+    drop(packed);
+
+    let w = workload(false);
     let n = w.entries.len() as u64;
 
     let mut g = c.benchmark_group("apply");
@@ -132,7 +159,7 @@ fn benches(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let dir = tempfile::tempdir().unwrap();
-                total += fill(&dir.path().join("db"), &w);
+                total += fill(&dir.path().join("db"), &w, BATCH);
             }
             total
         })
@@ -141,7 +168,7 @@ fn benches(c: &mut Criterion) {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    fill(&path, &w);
+    fill(&path, &w, BATCH);
 
     let mut g = c.benchmark_group("open");
     g.sample_size(10);

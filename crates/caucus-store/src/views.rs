@@ -335,6 +335,7 @@ impl Touched {
             | Operation::EpochKeyDelivered { .. }
             | Operation::GroupNamed { .. }
             | Operation::CampaignSet { .. } => self.group = true,
+            Operation::Records { ops } => ops.iter().for_each(|op| self.add(op)),
         }
     }
 }

@@ -191,6 +191,25 @@ pub(crate) fn operations() -> Vec<(&'static str, Operation)> {
                 target_percent: 70,
             },
         ),
+        (
+            "op17-records",
+            Operation::Records {
+                ops: vec![
+                    Operation::ContactSet {
+                        contact: ContactId([0x44; 16]),
+                        fields: vec![ContactField::Name("Ana Ortiz".into())],
+                    },
+                    Operation::NoteAdded {
+                        contact: ContactId([0x44; 16]),
+                        note: Note {
+                            text: "asked about the petition".into(),
+                            date: None,
+                            by: None,
+                        },
+                    },
+                ],
+            },
+        ),
     ]
 }
 
