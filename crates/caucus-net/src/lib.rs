@@ -143,6 +143,15 @@ pub enum NetEvent {
         /// What was refused or cut: `"reservation refused"`, `"circuit refused"` or `"circuit cut"`.
         what: &'static str,
     },
+    /// An entry arrived by gossip and its membership proof verified: it was passed on
+    /// to the mesh and is being opened and stored (an [`NetEvent::EntryReceived`]
+    /// follows once stored). The moment a bare gossipsub node would hand it up.
+    GossipVerified {
+        /// Its group.
+        group: GroupId,
+        /// Its content id.
+        id: EntryId,
+    },
     /// An entry was verified and stored.
     EntryReceived {
         /// Its group.

@@ -1121,6 +1121,7 @@ impl Driver {
                 let backend = self.backend.clone();
                 let events = self.events.clone();
                 let entry = *entry;
+                self.emit(NetEvent::GossipVerified { group, id: entry });
                 tokio::task::spawn_blocking(move || {
                     match backend.store(&group, vec![(entry, message.data)]) {
                         Ok(_) => {

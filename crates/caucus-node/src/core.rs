@@ -31,7 +31,7 @@ use caucus_model::{OpenedEntry, Outcome, State};
 use caucus_proto::{
     DeviceCert, DeviceKey, EntryId, Envelope, GroupId, Hlc, IdentityKey, NoticeId, Operation, Role,
 };
-use caucus_store::{DbKey, GroupState, Incoming, Store, StoredEntry, VerifiedBody};
+use caucus_store::{DbKey, Durability, GroupState, Incoming, Store, StoredEntry, VerifiedBody};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use zeroize::Zeroizing;
@@ -595,8 +595,13 @@ impl Node {
                 }),
             });
         }
-        self.store
-            .apply_with_progress(&mut core.state, batch, self.clock.wall_ms, progress)?;
+        self.store.apply_with_progress(
+            &mut core.state,
+            batch,
+            self.clock.wall_ms,
+            Durability::Full,
+            progress,
+        )?;
         let rejected = ids
             .iter()
             .filter(|id| core.state.state().status(id) != Some(Outcome::Applied))
@@ -648,6 +653,27 @@ impl Node {
         &mut self,
         group: &GroupId,
         envelopes: Vec<Vec<u8>>,
+    ) -> Result<Received, NodeError> {
+        self.receive_with(group, envelopes, Durability::Full)
+    }
+
+    /// [`Node::receive`] for envelopes from a peer (gossip, sync): each batch is
+    /// committed before it is reported, so it survives a kill of the process, but not
+    /// waited onto the disk ([`Durability::Received`]): after a power cut the last
+    /// batches may have to be fetched again from the peers that hold them.
+    pub fn receive_from_peer(
+        &mut self,
+        group: &GroupId,
+        envelopes: Vec<Vec<u8>>,
+    ) -> Result<Received, NodeError> {
+        self.receive_with(group, envelopes, Durability::Received)
+    }
+
+    fn receive_with(
+        &mut self,
+        group: &GroupId,
+        envelopes: Vec<Vec<u8>>,
+        durability: Durability,
     ) -> Result<Received, NodeError> {
         let mut out = Received::default();
         let mut fresh = BTreeSet::new();
@@ -707,9 +733,14 @@ impl Node {
             for e in &opened {
                 self.clock = self.clock.observe(e.last_hlc());
             }
-            // Durable before it counts: stored, folded and the views updated, in one go.
-            self.store
-                .apply(&mut core.state, batch, self.clock.wall_ms)?;
+            // Committed before it counts: stored, folded and the views updated, in one go.
+            self.store.apply_with_progress(
+                &mut core.state,
+                batch,
+                self.clock.wall_ms,
+                durability,
+                &mut |_, _| {},
+            )?;
             let deliveries: Vec<OpenedEntry> = opened
                 .iter()
                 .filter(|e| matches!(e.op, Operation::EpochKeyDelivered { .. }))
@@ -741,8 +772,13 @@ impl Node {
             })
             .collect();
         if !waiting.is_empty() {
-            self.store
-                .apply(&mut core.state, waiting, self.clock.wall_ms)?;
+            self.store.apply_with_progress(
+                &mut core.state,
+                waiting,
+                self.clock.wall_ms,
+                durability,
+                &mut |_, _| {},
+            )?;
         }
         out.new = fresh.len();
         out.pending = core.pending.len();

@@ -92,6 +92,15 @@ pub enum NodeEvent {
         /// Written on this device.
         local: bool,
     },
+    /// An entry arrived by gossip with a valid membership proof and was passed on to the
+    /// mesh; it is being opened and stored ([`NodeEvent::EntryStored`] follows unless its
+    /// body fails to open). Nothing of its content is known yet.
+    GossipVerified {
+        /// Its group.
+        group: GroupId,
+        /// Its content id.
+        id: EntryId,
+    },
     /// An entry was opened, verified, stored and folded (one per entry of a batch of at
     /// most [`ENTRY_EVENTS_AT_MOST`]; see [`NodeEvent::EntriesStored`]).
     EntryStored {
@@ -359,7 +368,7 @@ impl Backend for NodeBackend {
             return Err(BackendError::UnknownGroup);
         }
         let received = node
-            .receive(group, entries.into_iter().map(|(_, b)| b).collect())
+            .receive_from_peer(group, entries.into_iter().map(|(_, b)| b).collect())
             .map_err(|e| BackendError::Store(e.to_string()))?;
         self.after_receive(&mut node, group, &received, false);
         self.flush(&mut node);
@@ -842,6 +851,7 @@ fn translate(ev: NetEvent, last_sync: &Mutex<HashMap<GroupId, SyncStatus>>) -> O
             }
         }
         NetEvent::SyncFailed { peer, group, .. } => NodeEvent::SyncFailed { peer, group },
+        NetEvent::GossipVerified { group, id } => NodeEvent::GossipVerified { group, id },
         // Entries are reported by the backend once opened and stored (`EntryStored`).
         _ => return None,
     })

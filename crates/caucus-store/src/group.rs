@@ -236,20 +236,46 @@ impl Store {
         batch: Vec<Incoming>,
         received_ms: u64,
     ) -> Result<Applied, StoreError> {
-        self.apply_with_progress(group, batch, received_ms, &mut |_, _| {})
+        self.apply_with_progress(group, batch, received_ms, Durability::Full, &mut |_, _| {})
     }
 
-    /// [`Store::apply`], calling `progress(done, total)` as entries are stored (for a
-    /// progress bar over a large import).
+    /// [`Store::apply`] for entries received from peers ([`Durability::Received`]): the
+    /// batch survives a kill of the process at any instant, but not necessarily a power
+    /// cut (no fsync), after which the peers that sent it sync it back.
+    pub fn apply_received(
+        &mut self,
+        group: &mut GroupState,
+        batch: Vec<Incoming>,
+        received_ms: u64,
+    ) -> Result<Applied, StoreError> {
+        self.apply_with_progress(
+            group,
+            batch,
+            received_ms,
+            Durability::Received,
+            &mut |_, _| {},
+        )
+    }
+
+    /// [`Store::apply`] with the given durability, calling `progress(done, total)` as
+    /// entries are stored (for a progress bar over a large import).
     pub fn apply_with_progress(
         &mut self,
         group: &mut GroupState,
         batch: Vec<Incoming>,
         received_ms: u64,
+        durability: Durability,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Applied, StoreError> {
         let mut touched_state = false;
+        if durability == Durability::Received {
+            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
         let result = self.apply_inner(group, batch, received_ms, progress, &mut touched_state);
+        if durability == Durability::Received {
+            // Everything else this connection writes (own entries, keys) waits for the disk.
+            self.conn.pragma_update(None, "synchronous", "FULL")?;
+        }
         if result.is_err() && touched_state {
             // The transaction rolled back: fold again what the database holds.
             match self.load_group(&group.group) {
@@ -376,4 +402,17 @@ pub(crate) fn identity(bytes: &[u8]) -> Result<IdentityKey, StoreError> {
     <[u8; 32]>::try_from(bytes)
         .map(IdentityKey)
         .map_err(|_| StoreError::Malformed("identity key is not 32 bytes"))
+}
+
+/// How durable a batch is when [`Store::apply_with_progress`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk (the WAL synced): survives a kill and a power cut. This device's own
+    /// writes, which exist nowhere else yet.
+    Full,
+    /// Committed to the WAL without waiting for the disk: survives a kill of the process
+    /// at any instant (the operating system holds the pages), while a power cut or a
+    /// kernel crash may roll back the last batches. For entries received from peers, who
+    /// hold them and sync them back; the database stays consistent either way.
+    Received,
 }

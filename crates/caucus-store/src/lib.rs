@@ -10,6 +10,11 @@
 //! - **Crash safety**: WAL mode with `synchronous = FULL`; a batch of entries is one
 //!   transaction, and [`Store::insert_entries`] / [`Store::apply`] return only once it is
 //!   durable, so an entry reported stored survives a kill at any instant (and a power cut).
+//!   Entries received from peers may be stored with [`Store::apply_received`]
+//!   ([`Durability::Received`]): committed, so they survive a kill of the process at any
+//!   instant, but without waiting for the disk, so a power cut may roll back the last
+//!   batches (the peers that sent them sync them back). A device's own writes always
+//!   wait for the disk.
 //! - **Readers and a writer** (the CLI while `caucus run` is up) use separate connections;
 //!   WAL lets readers proceed during a write, and a busy timeout covers writer contention.
 //! - **Migrations** are SQL files in `migrations/`, applied in order on open and recorded
@@ -54,7 +59,7 @@ mod store;
 mod views;
 
 pub use error::StoreError;
-pub use group::{Applied, GroupState, Incoming, VIEWS_VERSION, VerifiedBody};
+pub use group::{Applied, Durability, GroupState, Incoming, VIEWS_VERSION, VerifiedBody};
 pub use index::GroupIndex;
 pub use key::DbKey;
 pub use query::{ContactDetail, DueRow, NoticeSummary};

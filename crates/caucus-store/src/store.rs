@@ -180,6 +180,14 @@ impl Store {
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
+    /// The connection's `PRAGMA synchronous` (2 = `FULL`: every commit waits for the
+    /// disk; see [`crate::Durability`]), for diagnostics and tests.
+    pub fn synchronous(&self) -> Result<u8, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))?)
+    }
+
     /// Runs SQLite's full integrity check.
     pub fn check_integrity(&self) -> Result<(), StoreError> {
         let report: String = self

@@ -1,4 +1,5 @@
-//! Crash safety: a child process writes batches and reports each one after it commits;
+//! Crash safety: a child process writes batches (alternately as its own, waited onto the
+//! disk, and as received from a peer, only committed) and reports each one after it commits;
 //! the parent kills it with SIGKILL at random moments, 60 times, and after every kill
 //! the database opens, passes `PRAGMA integrity_check`, and holds every reported batch.
 //!
@@ -6,8 +7,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use caucus_proto::{EntryId, GroupId};
-use caucus_store::{DbKey, Store, StoredEntry};
+use caucus_proto::{EntryId, GroupId, IdentityKey};
+use caucus_store::{DbKey, Incoming, Store, StoredEntry};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -43,13 +44,25 @@ fn crash_child() {
         .parse()
         .unwrap();
     let mut store = Store::open(std::path::Path::new(&path), &key()).unwrap();
+    store.add_group(GROUP, IdentityKey([1; 32])).unwrap();
+    let mut group = store.load_group(&GROUP).unwrap();
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready").unwrap();
     out.flush().unwrap();
     let mut next = start;
     loop {
         let batch: Vec<_> = (next..next + BATCH).map(entry).collect();
-        store.insert_entries(&batch, 1).unwrap();
+        // Every other batch as entries received from a peer: committed without waiting
+        // for the disk, which must survive a kill of the process all the same.
+        if (next / BATCH).is_multiple_of(2) {
+            store.insert_entries(&batch, 1).unwrap();
+        } else {
+            let incoming = batch
+                .into_iter()
+                .map(|entry| Incoming { entry, body: None })
+                .collect();
+            store.apply_received(&mut group, incoming, 1).unwrap();
+        }
         next += BATCH;
         writeln!(out, "committed {}", next - 1).unwrap();
         out.flush().unwrap();

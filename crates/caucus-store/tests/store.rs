@@ -235,3 +235,34 @@ fn a_reader_and_a_writer_at_once() {
         );
     }
 }
+
+/// A batch received from a peer is committed without waiting for the disk, and the
+/// connection waits for the disk again for whatever it writes next.
+#[test]
+fn received_batches_leave_the_store_waiting_for_the_disk_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("caucus.db");
+    let group = GroupId([3; 16]);
+    let mut store = Store::open(&path, &key(1)).unwrap();
+    store
+        .add_group(group, caucus_proto::IdentityKey([1; 32]))
+        .unwrap();
+    let mut state = store.load_group(&group).unwrap();
+    assert_eq!(store.synchronous().unwrap(), 2, "FULL from the start");
+    let batch = (0..5)
+        .map(|n| caucus_store::Incoming {
+            entry: entry(group, n, b"from a peer"),
+            body: None,
+        })
+        .collect();
+    let applied = store.apply_received(&mut state, batch, 1).unwrap();
+    assert_eq!(applied.new.len(), 5);
+    assert_eq!(
+        store.synchronous().unwrap(),
+        2,
+        "FULL again after the batch"
+    );
+    drop(store);
+    let store = Store::open(&path, &key(1)).unwrap();
+    assert_eq!(store.entry_ids(&group).unwrap().len(), 5);
+}
