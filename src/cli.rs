@@ -912,6 +912,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<()> {
             )
             .await
         }
+        Command::Run { net } => run(Ctx::open(&home_dir, json)?, &net).await,
         other => {
             let mut ctx = Ctx::open(&home_dir, json)?;
             command(&mut ctx, other).await
@@ -1226,12 +1227,12 @@ async fn command(ctx: &mut Ctx, command: Command) -> Result<()> {
                 );
             }
         }
-        Command::Run { net } => run(ctx, &net).await?,
         Command::Status => status(ctx).await?,
         Command::Init { .. }
         | Command::Completions { .. }
         | Command::Demo { .. }
         | Command::Relay { .. }
+        | Command::Run { .. }
         | Command::Device(DeviceCmd::Add { .. }) => unreachable_command()?,
     }
     Ok(())
@@ -1801,12 +1802,15 @@ async fn import(
     Ok(())
 }
 
-async fn run(ctx: &mut Ctx, net: &NetArgs) -> Result<()> {
-    let Some(lock) = ctx.lock.take() else {
+/// `caucus run`: takes the node `Ctx::open` unlocked and folded (opening it a second
+/// time would pay the passphrase's key derivation and the fold twice).
+async fn run(ctx: Ctx, net: &NetArgs) -> Result<()> {
+    let Ctx {
+        home, node, lock, ..
+    } = ctx;
+    let Some(lock) = lock else {
         bail!("another `caucus run` already holds this home");
     };
-    let home = ctx.home.clone();
-    let node = ctx.reopen()?;
     let running = Arc::new(
         Running::start(
             node,

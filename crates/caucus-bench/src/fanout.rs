@@ -83,6 +83,14 @@ async fn caucus_committee(
     Ok((g, nodes))
 }
 
+/// What a node's listener reports in a round.
+enum Arrival {
+    /// Node `.0` verified the notice's proof at `.1` and stored it at `.2`.
+    Held(usize, Instant, Instant),
+    /// Node `.0`'s listener fell behind its event queue and lost events.
+    Lagged(usize),
+}
+
 /// What one fan-out run measured.
 pub(crate) struct Fanout {
     /// Per (node, round): from the write until the node stored the notice (ms).
@@ -122,7 +130,7 @@ pub(crate) async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Re
                         && let Some((_, at)) = stored.iter().find(|(s, _)| *s == id)
                     {
                         let first = verified.iter().find(|(s, _)| *s == id).map(|(_, v)| *v);
-                        let _ = tx.send((index, first.unwrap_or(*at), *at)).await;
+                        let _ = tx.send(Arrival::Held(index, first.unwrap_or(*at), *at)).await;
                         return;
                     }
                     tokio::select! {
@@ -139,7 +147,10 @@ pub(crate) async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Re
                             Ok(NodeEvent::EntryStored { id, .. }) => {
                                 stored.push((id, Instant::now()));
                             }
-                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                let _ = tx.send(Arrival::Lagged(index)).await;
+                            }
+                            Ok(_) => {}
                             Err(_) => return,
                         },
                     }
@@ -171,9 +182,12 @@ pub(crate) async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Re
                 .context("own entry not stored")?;
         }
         // Each node's (verified, stored) moments. A node whose listener lagged behind its
-        // event queue (200 nodes acknowledging at once) is caught by looking into its
-        // store every 50 ms: then both moments are when it was seen holding the notice.
+        // event queue (200 nodes acknowledging at once) may have missed the notice's
+        // events: its store is looked into every 50 ms, and both moments are when it was
+        // seen holding the notice.
         let mut got: Vec<Option<(Instant, Instant)>> = vec![None; n];
+        let mut lagged = vec![false; n];
+        let mut listening = true;
         let deadline = Instant::now() + WAIT;
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         while got.iter().skip(1).any(Option::is_none) {
@@ -182,14 +196,17 @@ pub(crate) async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Re
                 bail!("only {held} of {} nodes got the notice", n - 1);
             }
             tokio::select! {
-                arrival = arrivals.recv() => {
-                    if let Some((i, verified, stored)) = arrival {
+                arrival = arrivals.recv(), if listening => match arrival {
+                    Some(Arrival::Held(i, verified, stored)) => {
                         got[i].get_or_insert((verified, stored));
                     }
-                }
+                    Some(Arrival::Lagged(i)) => lagged[i] = true,
+                    None => listening = false,
+                },
                 _ = tick.tick() => {
                     for (i, r) in nodes.iter().enumerate().skip(1) {
                         if got[i].is_none()
+                            && lagged[i]
                             && r.with_node(|node| node.store().has_entry(&id)).unwrap_or(false)
                         {
                             let seen = Instant::now();
