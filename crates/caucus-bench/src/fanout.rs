@@ -130,7 +130,9 @@ pub(crate) async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Re
                         && let Some((_, at)) = stored.iter().find(|(s, _)| *s == id)
                     {
                         let first = verified.iter().find(|(s, _)| *s == id).map(|(_, v)| *v);
-                        let _ = tx.send(Arrival::Held(index, first.unwrap_or(*at), *at)).await;
+                        let _ = tx
+                            .send(Arrival::Held(index, first.unwrap_or(*at), *at))
+                            .await;
                         return;
                     }
                     tokio::select! {
