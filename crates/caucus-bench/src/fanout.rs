@@ -87,8 +87,9 @@ async fn caucus_committee(
 enum Arrival {
     /// Node `.0` verified the notice's proof at `.1` and stored it at `.2`.
     Held(usize, Instant, Instant),
-    /// Node `.0`'s listener fell behind its event queue and lost events.
-    Lagged(usize),
+    /// Node `.0`'s listener lost events (it fell behind its queue) or was told of many
+    /// entries at once: its store must be looked into.
+    Unsure(usize),
 }
 
 /// What one fan-out run measured.
@@ -149,8 +150,11 @@ pub(crate) async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Re
                             Ok(NodeEvent::EntryStored { id, .. }) => {
                                 stored.push((id, Instant::now()));
                             }
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                                let _ = tx.send(Arrival::Lagged(index)).await;
+                            // Events lost, or many entries reported as one batch (a
+                            // sync that brought the notice with many acknowledgements).
+                            Ok(NodeEvent::EntriesStored { .. })
+                            | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                let _ = tx.send(Arrival::Unsure(index)).await;
                             }
                             Ok(_) => {}
                             Err(_) => return,
@@ -184,9 +188,10 @@ pub(crate) async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Re
                 .context("own entry not stored")?;
         }
         // Each node's (verified, stored) moments. A node whose listener lagged behind its
-        // event queue (200 nodes acknowledging at once) may have missed the notice's
-        // events: its store is looked into every 50 ms, and both moments are when it was
-        // seen holding the notice.
+        // event queue (200 nodes acknowledging at once), or that stored the notice in a
+        // batch reported as one event (by sync, with many acknowledgements), may never
+        // report it by id: its store is looked into every 50 ms, and both moments are
+        // when it was seen holding the notice.
         let mut got: Vec<Option<(Instant, Instant)>> = vec![None; n];
         let mut lagged = vec![false; n];
         let mut listening = true;
@@ -202,7 +207,7 @@ pub(crate) async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Re
                     Some(Arrival::Held(i, verified, stored)) => {
                         got[i].get_or_insert((verified, stored));
                     }
-                    Some(Arrival::Lagged(i)) => lagged[i] = true,
+                    Some(Arrival::Unsure(i)) => lagged[i] = true,
                     None => listening = false,
                 },
                 _ = tick.tick() => {
