@@ -18,6 +18,12 @@
 //! member removed at noon may still have written at eleven, and a device's entries
 //! count from the moment it is linked until it is revoked.
 //!
+//! A `Records` entry (many rows of an import in one envelope) is folded as its records:
+//! record `i` is an event of its own, with id [`caucus_proto::EntryId::of_record`] and
+//! the entry's clock advanced by `i` ([`OpenedEntry::records`]), checked and merged like
+//! the same row written alone; [`State::status`] of the entry tells the first record
+//! that did not apply.
+//!
 //! [`State::insert`] applies an entry at once when it sorts after everything held (and
 //! merges a late note, acknowledgement or contact edit in place), and folds all entries
 //! again otherwise (O(n), see [`State`]). [`State::from_entries`]
@@ -37,6 +43,7 @@
 //! |---|---|---|
 //! | `ContactSet`, `NoteAdded`, `ContactRemoved` | yes | yes |
 //! | `FollowupSet`, `FollowupDone` | yes | yes |
+//! | `Records` of `ContactSet`, `NoteAdded`, `FollowupSet`, `FollowupDone` (each by its own rule) | yes | yes |
 //! | `NoticePosted` not urgent | yes | yes |
 //! | `NoticeChanged` (to not urgent), `NoticeCancelled` | notices they posted | any notice |
 //! | `NoticePosted` / `NoticeChanged` with `urgent: true` | no | yes |
