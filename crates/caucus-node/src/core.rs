@@ -36,6 +36,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use zeroize::Zeroizing;
 
+/// Where a running node hands its own new entry to be published (see
+/// [`Node::write_publishing`]).
+pub(crate) type Publish<'a> = &'a mut dyn FnMut(&GroupId, &[u8]);
+
 /// Settings-table prefix of stored invites (the ticket, secret included).
 const INVITE_PREFIX: &str = "invite/";
 /// Settings-table prefix of used or revoked invite ids.
@@ -506,6 +510,19 @@ impl Node {
         group: &GroupId,
         op: Operation,
     ) -> Result<(EntryId, Vec<u8>, Received), NodeError> {
+        self.write_publishing(group, op, None)
+    }
+
+    /// [`Node::write_received`], handing the entry to `publish` (when given) as soon as
+    /// it is folded and applied, before its commit waits for the disk, instead of to the
+    /// outbox: the network does not wait for this device's fsync. The write still
+    /// returns only once the entry is durable.
+    pub(crate) fn write_publishing(
+        &mut self,
+        group: &GroupId,
+        op: Operation,
+        mut publish: Option<Publish<'_>>,
+    ) -> Result<(EntryId, Vec<u8>, Received), NodeError> {
         let core = self.groups.get(group).ok_or(NodeError::UnknownGroup)?;
         let keys = core
             .keyring
@@ -518,10 +535,22 @@ impl Node {
             .encode()
             .map_err(|e| NodeError::Refused(e.to_string()))?;
         let id = EntryId::of_encoded(&bytes);
-        let received = self.receive(group, vec![bytes.clone()])?;
+        let mut published = false;
+        let received =
+            self.receive_with(group, vec![bytes.clone()], Durability::Full, &mut |state| {
+                if let Some(publish) = publish.as_mut()
+                    && !published
+                    && state.status(&id) == Some(Outcome::Applied)
+                {
+                    publish(group, &bytes);
+                    published = true;
+                }
+            })?;
         match self.state(group)?.status(&id) {
             Some(Outcome::Applied) => {
-                self.outbox.push((*group, bytes.clone()));
+                if !published {
+                    self.outbox.push((*group, bytes.clone()));
+                }
                 Ok((id, bytes, received))
             }
             Some(Outcome::Rejected(reason)) => Err(NodeError::Refused(reason.to_string())),
@@ -654,7 +683,7 @@ impl Node {
         group: &GroupId,
         envelopes: Vec<Vec<u8>>,
     ) -> Result<Received, NodeError> {
-        self.receive_with(group, envelopes, Durability::Full)
+        self.receive_with(group, envelopes, Durability::Full, &mut |_| {})
     }
 
     /// [`Node::receive`] for envelopes from a peer (gossip, sync): each batch is
@@ -666,7 +695,7 @@ impl Node {
         group: &GroupId,
         envelopes: Vec<Vec<u8>>,
     ) -> Result<Received, NodeError> {
-        self.receive_with(group, envelopes, Durability::Received)
+        self.receive_with(group, envelopes, Durability::Received, &mut |_| {})
     }
 
     fn receive_with(
@@ -674,6 +703,7 @@ impl Node {
         group: &GroupId,
         envelopes: Vec<Vec<u8>>,
         durability: Durability,
+        before_commit: &mut dyn FnMut(&caucus_model::State),
     ) -> Result<Received, NodeError> {
         let mut out = Received::default();
         let mut fresh = BTreeSet::new();
@@ -734,12 +764,13 @@ impl Node {
                 self.clock = self.clock.observe(e.last_hlc());
             }
             // Committed before it counts: stored, folded and the views updated, in one go.
-            self.store.apply_with_progress(
+            self.store.apply_with(
                 &mut core.state,
                 batch,
                 self.clock.wall_ms,
                 durability,
                 &mut |_, _| {},
+                before_commit,
             )?;
             let deliveries: Vec<OpenedEntry> = opened
                 .iter()

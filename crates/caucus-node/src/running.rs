@@ -602,7 +602,17 @@ impl Running {
     /// Writes an operation on this device and publishes it at once.
     pub async fn write(&self, group: &GroupId, op: Operation) -> Result<EntryId, NodeError> {
         let mut node = lock(&self.node);
-        let (id, _, received) = node.write_received(group, op)?;
+        let net = self.net.clone();
+        // Out before the commit waits for the disk (see `Node::write_publishing`).
+        let mut publish = |group: &GroupId, bytes: &[u8]| {
+            let (net, group, bytes) = (net.clone(), *group, bytes.to_vec());
+            tokio::spawn(async move {
+                if let Err(e) = net.publish(group, bytes).await {
+                    tracing::warn!("publish failed: {e}");
+                }
+            });
+        };
+        let (id, _, received) = node.write_publishing(group, op, Some(&mut publish))?;
         self.backend
             .after_receive(&mut node, group, &received, true);
         self.backend.flush(&mut node);

@@ -267,11 +267,35 @@ impl Store {
         durability: Durability,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Applied, StoreError> {
+        self.apply_with(group, batch, received_ms, durability, progress, &mut |_| {})
+    }
+
+    /// [`Store::apply_with_progress`], calling `before_commit(state)` once the batch is
+    /// folded and its views written, before the commit (and its wait for the disk): a
+    /// node publishes its own new entry there, so its peers do not wait for its fsync.
+    /// If the commit then fails, what `before_commit` sent out is out; the node's own
+    /// copy comes back by sync.
+    pub fn apply_with(
+        &mut self,
+        group: &mut GroupState,
+        batch: Vec<Incoming>,
+        received_ms: u64,
+        durability: Durability,
+        progress: &mut dyn FnMut(u64, u64),
+        before_commit: &mut dyn FnMut(&State),
+    ) -> Result<Applied, StoreError> {
         let mut touched_state = false;
         if durability == Durability::Received {
             self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         }
-        let result = self.apply_inner(group, batch, received_ms, progress, &mut touched_state);
+        let result = self.apply_inner(
+            group,
+            batch,
+            received_ms,
+            progress,
+            before_commit,
+            &mut touched_state,
+        );
         if durability == Durability::Received {
             // Everything else this connection writes (own entries, keys) waits for the disk.
             self.conn.pragma_update(None, "synchronous", "FULL")?;
@@ -293,6 +317,7 @@ impl Store {
         batch: Vec<Incoming>,
         received_ms: u64,
         progress: &mut dyn FnMut(u64, u64),
+        before_commit: &mut dyn FnMut(&State),
         touched_state: &mut bool,
     ) -> Result<Applied, StoreError> {
         let total = batch.len() as u64;
@@ -384,6 +409,7 @@ impl Store {
             w.group_row(&gs.state)?;
         }
         out.rewrote_views = fresh_views;
+        before_commit(&gs.state);
         tx.commit()?;
         self.ids.add(&group_bytes, out.new.iter().copied());
         gs.prints = Some(prints);
