@@ -874,14 +874,11 @@ mod tests {
     use caucus_crypto::at_rest::KdfParams;
     use caucus_proto::{ContactField, ContactId};
 
-    /// A member node's sync store verifies each proof itself: the precheck only asks
-    /// for a known epoch, and a forged entry comes back as `Refused` (so sync ends the
-    /// session) and is not stored.
-    #[test]
-    fn a_member_store_refuses_what_fails_to_open() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A node in `dir` that founded a group and wrote `contacts` contacts offline, with
+    /// the last of them as sealed.
+    fn node_with_contacts(dir: &std::path::Path, contacts: u8) -> (Node, GroupId, Vec<u8>) {
         let mut node = Node::init(
-            dir.path(),
+            dir,
             b"pass",
             "Dana",
             "laptop",
@@ -889,7 +886,7 @@ mod tests {
         )
         .unwrap();
         let g = node.create_group("committee").unwrap();
-        for i in 0..2u8 {
+        for i in 0..contacts {
             node.write(
                 &g,
                 Operation::ContactSet {
@@ -899,20 +896,19 @@ mod tests {
             )
             .unwrap();
         }
-        let sealed: Vec<Vec<u8>> = node
+        let last = node
             .take_outbox()
             .into_iter()
-            .filter(|(gr, _)| *gr == g)
+            .rev()
+            .find(|(gr, _)| *gr == g)
             .map(|(_, b)| b)
-            .collect();
-        let good = sealed.last().unwrap().clone();
-        let mut env = Envelope::decode(&good).unwrap();
-        env.ciphertext[0] ^= 1;
-        let forged = env.encode().unwrap();
-        let mut future = Envelope::decode(&good).unwrap();
-        future.header.epoch = 99;
+            .unwrap();
+        (node, g, last)
+    }
 
-        let backend = NodeBackend {
+    /// The backend of `node`, with no network and no reader connection.
+    fn offline_backend(node: Node) -> NodeBackend {
+        NodeBackend {
             node: Arc::new(Mutex::new(node)),
             events: broadcast::channel(16).0,
             net: OnceLock::new(),
@@ -920,7 +916,23 @@ mod tests {
             links: Mutex::new(Vec::new()),
             reader: None,
             tokens: Mutex::default(),
-        };
+        }
+    }
+
+    /// A member node's sync store verifies each proof itself: the precheck only asks
+    /// for a known epoch, and a forged entry comes back as `Refused` (so sync ends the
+    /// session) and is not stored.
+    #[test]
+    fn a_member_store_refuses_what_fails_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (node, g, good) = node_with_contacts(dir.path(), 2);
+        let mut env = Envelope::decode(&good).unwrap();
+        env.ciphertext[0] ^= 1;
+        let forged = env.encode().unwrap();
+        let mut future = Envelope::decode(&good).unwrap();
+        future.header.epoch = 99;
+
+        let backend = offline_backend(node);
         assert!(matches!(
             backend.precheck_fetched(&g, &env),
             Validation::Accept
@@ -953,36 +965,11 @@ mod tests {
     #[test]
     fn gossip_checks_do_not_wait_for_the_node() {
         let dir = tempfile::tempdir().unwrap();
-        let mut node = Node::init(
-            dir.path(),
-            b"pass",
-            "Dana",
-            "laptop",
-            KdfParams::insecure_for_tests(),
-        )
-        .unwrap();
-        let g = node.create_group("committee").unwrap();
-        node.write(
-            &g,
-            Operation::ContactSet {
-                contact: ContactId([1; 16]),
-                fields: vec![ContactField::Name("worker".into())],
-            },
-        )
-        .unwrap();
-        let (_, good) = node.take_outbox().into_iter().last().unwrap();
+        let (node, g, good) = node_with_contacts(dir.path(), 1);
         let good = Envelope::decode(&good).unwrap();
         let mut forged = good.clone();
         forged.proof.0[0] ^= 1;
-        let backend = Arc::new(NodeBackend {
-            node: Arc::new(Mutex::new(node)),
-            events: broadcast::channel(16).0,
-            net: OnceLock::new(),
-            auto_ack: false,
-            links: Mutex::new(Vec::new()),
-            reader: None,
-            tokens: Mutex::default(),
-        });
+        let backend = Arc::new(offline_backend(node));
         // The first check reads the keyring (and fills the cache).
         assert_eq!(backend.validate(&g, &good), Validation::Accept);
         assert_eq!(backend.validate(&g, &forged), Validation::Reject);

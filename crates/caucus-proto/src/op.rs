@@ -122,6 +122,22 @@ pub enum ContactField {
     AssignedTo(String),
 }
 
+impl ContactField {
+    /// The field's text (a tag's name for a tag), `None` for a rating.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            ContactField::Name(s)
+            | ContactField::Department(s)
+            | ContactField::Shift(s)
+            | ContactField::Job(s)
+            | ContactField::Handle(s)
+            | ContactField::AssignedTo(s)
+            | ContactField::Tag { tag: s, .. } => Some(s),
+            ContactField::Rating(_) => None,
+        }
+    }
+}
+
 /// A conversation note. Its author and time of writing are the entry's author and clock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Note {
@@ -329,17 +345,8 @@ impl Operation {
                         "contact set must carry 1 to 64 fields",
                     ));
                 }
-                for f in fields {
-                    match f {
-                        ContactField::Name(s)
-                        | ContactField::Department(s)
-                        | ContactField::Shift(s)
-                        | ContactField::Job(s)
-                        | ContactField::Handle(s)
-                        | ContactField::AssignedTo(s)
-                        | ContactField::Tag { tag: s, .. } => short(s, "contact field too long")?,
-                        ContactField::Rating(_) => {}
-                    }
+                for text in fields.iter().filter_map(ContactField::text) {
+                    short(text, "contact field too long")?;
                 }
                 Ok(())
             }
@@ -491,16 +498,7 @@ impl Operation {
         match self {
             Operation::ContactSet { fields, .. } => fields
                 .iter()
-                .map(|f| match f {
-                    ContactField::Name(s)
-                    | ContactField::Department(s)
-                    | ContactField::Shift(s)
-                    | ContactField::Job(s)
-                    | ContactField::Handle(s)
-                    | ContactField::AssignedTo(s)
-                    | ContactField::Tag { tag: s, .. } => s.len() + 4,
-                    ContactField::Rating(_) => 2,
-                })
+                .map(|f| f.text().map_or(2, |s| s.len() + 4))
                 .sum(),
             Operation::NoteAdded { note, .. } => {
                 note.text.len() + note.by.as_ref().map_or(0, String::len) + 8
