@@ -12,6 +12,7 @@ use caucus_proto::{GroupId, NoticeContent, NoticeId, Operation};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::swarm::SwarmEvent;
+use std::io::Write;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -387,4 +388,309 @@ pub(crate) async fn bare_fanout(n: usize, rounds: usize, sample: &[u8]) -> Resul
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     Ok(lat)
+}
+
+// ---- separate processes ----------------------------------------------------------------
+
+/// The urgent notice of fan-out round `round` (distinct ids, the same content).
+fn urgent_notice(round: usize) -> Operation {
+    Operation::NoticePosted {
+        notice: round_notice(round),
+        content: NoticeContent {
+            title: "Emergency committee meeting".into(),
+            starts_at_ms: now_ms() + 3_600_000,
+            place: "Union hall, room 2".into(),
+            body: "Bring the petition sheets.".into(),
+            urgent: true,
+            expires_at_ms: None,
+        },
+    }
+}
+
+fn round_notice(round: usize) -> NoticeId {
+    NoticeId([round as u8 + 1; 16])
+}
+
+/// `caucus-bench --bare-node`: one bare gossipsub node in its own process, driven over
+/// stdin (`dial ADDR`, `publish HEX`, `peers`) and reporting on stdout (`listening on
+/// ADDR`, `peers N`, `got ID` for each message delivered, ID the hex of its first 8
+/// id bytes).
+pub(crate) async fn bare_node_process() -> Result<()> {
+    let (got_tx, mut got) = mpsc::channel(BARE_DELIVERIES);
+    let (node, addr) = bare_node(0, IdentTopic::new("bench"), got_tx).await?;
+    println!("listening on {addr}");
+    let (line_tx, mut lines) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        tokio::select! {
+            delivered = got.recv() => match delivered {
+                Some((_, data, _)) => println!("got {}", hex::encode(&blake3_id(&data)[..8])),
+                None => return Ok(()),
+            },
+            line = lines.recv() => {
+                // stdin closed: the harness is done with this node.
+                let Some(line) = line else { return Ok(()) };
+                let (verb, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+                match verb {
+                    "dial" => node.send(BareCmd::Dial(arg.parse()?)).await?,
+                    "publish" => node.send(BareCmd::Publish(hex::decode(arg)?)).await?,
+                    "peers" => {
+                        let (reply, rx) = tokio::sync::oneshot::channel();
+                        node.send(BareCmd::Peers(reply)).await?;
+                        println!("peers {}", rx.await?);
+                    }
+                    other => bail!("bare node: unknown command {other}"),
+                }
+            }
+        }
+    }
+}
+
+/// Fan-out with every node its own process, in the same run: N `caucus run` processes
+/// (urgent notices acknowledged, as in use) and N bare gossipsub processes.
+pub(crate) struct ProcessFanout {
+    /// Per (node, round): from handing the notice to node 0's control socket until the
+    /// node printed that it received it (ms).
+    pub(crate) caucus: Vec<f64>,
+    /// Per (node, round): from handing the bytes to bare node 0 until the node printed
+    /// that it got them (ms).
+    pub(crate) bare: Vec<f64>,
+    /// CPU time (user + system) all caucus processes used per round: the notice, its
+    /// acknowledgements, and the idle work of the round's pause.
+    pub(crate) caucus_cpu: Duration,
+    /// CPU time all bare processes used per round, measured the same way.
+    pub(crate) bare_cpu: Duration,
+    /// One envelope's bytes (the size bare gossipsub publishes).
+    pub(crate) message_bytes: usize,
+}
+
+/// CPU time (user + system) the processes have used so far.
+fn cpu_of(procs: &[crate::procs::Proc]) -> Result<Duration> {
+    procs.iter().map(|p| crate::procs::cpu_time(p.pid())).sum()
+}
+
+/// Waits until `lines` of `processes` say what `done` looks for, for every process in
+/// `of`; returns the moment each one did.
+async fn wait_lines(
+    lines: &mut mpsc::UnboundedReceiver<(usize, String, Instant)>,
+    of: std::ops::Range<usize>,
+    what: &str,
+    mut done: impl FnMut(&str) -> bool,
+) -> Result<Vec<(usize, Instant)>> {
+    let mut seen: Vec<(usize, Instant)> = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while seen.len() < of.len() {
+        let (i, line, at) = tokio::time::timeout_at(deadline, lines.recv())
+            .await
+            .with_context(|| format!("only {} of {} processes {what}", seen.len(), of.len()))?
+            .context("the processes stopped")?;
+        if of.contains(&i) && !seen.iter().any(|(j, _)| *j == i) && done(&line) {
+            seen.push((i, at));
+        }
+    }
+    Ok(seen)
+}
+
+/// Merges the stamped stdout lines of many processes into one channel, tagged by index.
+fn merge_lines(
+    each: Vec<tokio::sync::mpsc::UnboundedReceiver<crate::procs::Line>>,
+) -> mpsc::UnboundedReceiver<(usize, String, Instant)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for (i, mut lines) in each.into_iter().enumerate() {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some((line, at)) = lines.recv().await {
+                if tx.send((i, line, at)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// Runs the fan-out with `n` separate processes of each kind, `rounds` notices each.
+pub(crate) async fn process_fanout(
+    bin: &std::path::Path,
+    n: usize,
+    rounds: usize,
+) -> Result<ProcessFanout> {
+    use crate::procs::{caucus_command, listening_on, spawn_lines};
+    use caucus_node::control::{Client, Reply, Request};
+    let dir = tempfile::tempdir()?;
+    // The committee is founded and joined in this process (invites need a running
+    // inviter), then every home is handed to its own `caucus run`.
+    let (g, nodes) = caucus_committee(dir.path(), n, true).await?;
+    let warm_up = nodes[0]
+        .write(&g, urgent_notice(usize::from(u8::MAX) - 1))
+        .await?;
+    let sample = nodes[0]
+        .with_node(|node| node.store().entry(&warm_up))?
+        .context("own entry not stored")?;
+    for r in nodes {
+        r.shutdown().await?;
+    }
+    let mut procs = Vec::new();
+    let mut each = Vec::new();
+    let mut addrs: Vec<Multiaddr> = Vec::new();
+    for i in 0..n {
+        let home = dir.path().join(format!("n{i}"));
+        let mut args = vec![
+            "run".to_string(),
+            "--no-mdns".into(),
+            "--listen".into(),
+            "/ip4/127.0.0.1/tcp/0".into(),
+        ];
+        for a in addrs
+            .first()
+            .into_iter()
+            .chain(addrs.last().filter(|_| i > 1))
+        {
+            args.extend(["--peer".to_string(), a.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (proc, mut lines) = spawn_lines(caucus_command(bin, &home, &args), false)?;
+        addrs.push(listening_on(&mut lines).await?);
+        procs.push(proc);
+        each.push(lines);
+    }
+    let mut lines = merge_lines(each);
+    // Each node is connected once its status lists a peer (its "peer connected" lines
+    // may come before `caucus run` listens to its own events).
+    let deadline = Instant::now() + WAIT;
+    for i in 0..n {
+        let socket = caucus_node::Home::new(dir.path().join(format!("n{i}"))).socket();
+        loop {
+            match Client::call(&socket, &Request::Status).await? {
+                Reply::Status(s) if !s.peers.is_empty() => break,
+                Reply::Status(_) => {}
+                other => bail!("node {i} status: {other:?}"),
+            }
+            if Instant::now() > deadline {
+                bail!("caucus node {i} of {n} never connected to a peer");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Let the gossip mesh form (a few heartbeats) before timing, as in process.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let socket = caucus_node::Home::new(dir.path().join("n0")).socket();
+    let mut caucus = Vec::new();
+    let cpu0 = cpu_of(&procs)?;
+    for round in 0..rounds {
+        let short = hex::encode(&round_notice(round).0[..4]);
+        let started = Instant::now();
+        match Client::call(
+            &socket,
+            &Request::Write {
+                group: g,
+                op: urgent_notice(round),
+            },
+        )
+        .await?
+        {
+            Reply::Written { .. } => {}
+            other => bail!("node 0 refused the notice: {other:?}"),
+        }
+        let received = format!("URGENT notice {short} received");
+        for (_, at) in wait_lines(&mut lines, 1..n, "received the notice", |l| {
+            l.starts_with(&received)
+        })
+        .await?
+        {
+            caucus.push(ms(at.duration_since(started)));
+        }
+        // Let the acknowledgements of this round settle before the next.
+        let everyone = format!("notice {short}: delivered to {n} of {n} members");
+        let _ = tokio::time::timeout(
+            Duration::from_secs(30),
+            wait_lines(&mut lines, 0..1, "saw every acknowledgement", |l| {
+                l == everyone
+            }),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let caucus_cpu = (cpu_of(&procs)? - cpu0) / rounds as u32;
+    drop(procs);
+
+    // Bare gossipsub, the same topology: node i dials node 0 and node i − 1.
+    let exe = std::env::current_exe()?;
+    let mut bare = Vec::new();
+    let mut inputs = Vec::new();
+    let mut each = Vec::new();
+    let mut addrs: Vec<Multiaddr> = Vec::new();
+    for i in 0..n {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("--bare-node");
+        let (mut proc, mut out) = spawn_lines(cmd, true)?;
+        let mut input = proc.take_stdin().context("no stdin")?;
+        let addr = listening_on(&mut out).await?;
+        for a in addrs
+            .first()
+            .into_iter()
+            .chain(addrs.last().filter(|_| i > 1))
+        {
+            writeln!(input, "dial {a}")?;
+        }
+        addrs.push(addr);
+        bare.push(proc);
+        inputs.push(input);
+        each.push(out);
+    }
+    let mut lines = merge_lines(each);
+    let deadline = Instant::now() + WAIT;
+    for (i, input) in inputs.iter_mut().enumerate() {
+        loop {
+            writeln!(input, "peers")?;
+            let mut peers = 0usize;
+            wait_lines(&mut lines, i..i + 1, "answered", |l| {
+                l.strip_prefix("peers ")
+                    .map(|c| peers = c.parse().unwrap_or(0))
+                    .is_some()
+            })
+            .await?;
+            if peers > 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("bare gossipsub mesh did not form");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut times = Vec::new();
+    let cpu0 = cpu_of(&bare)?;
+    for round in 0..rounds {
+        let mut bytes = sample.clone();
+        let len = bytes.len();
+        let tail = len.saturating_sub(8);
+        bytes[tail..].copy_from_slice(&(round as u64 + 1).to_le_bytes()[..len - tail]);
+        let want = format!("got {}", hex::encode(&blake3_id(&bytes)[..8]));
+        let line = format!("publish {}", hex::encode(&bytes));
+        let started = Instant::now();
+        writeln!(inputs[0], "{line}")?;
+        for (_, at) in wait_lines(&mut lines, 1..n, "got the message", |l| l == want).await? {
+            times.push(ms(at.duration_since(started)));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let bare_cpu = (cpu_of(&bare)? - cpu0) / rounds as u32;
+    drop(inputs);
+    drop(bare);
+    Ok(ProcessFanout {
+        caucus,
+        bare: times,
+        caucus_cpu,
+        bare_cpu,
+        message_bytes: sample.len(),
+    })
 }

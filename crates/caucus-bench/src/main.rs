@@ -12,9 +12,11 @@
 //!   reconnect; next to automerge's sync protocol carrying the same records and a raw
 //!   loopback TCP transfer of the same ciphertext bytes; plus the write path and the
 //!   cold start ([`sync`], [`automerge_sync`]);
-//! - **processes**: real `caucus` processes (the binary next to this one): an idle node
-//!   holding the dataset (RSS, cold start) and an office relay holding 200 and 500
-//!   circuit reservations (RSS, CPU) ([`procs`]).
+//! - **processes**: real `caucus` processes (the binary next to this one): the fan-out
+//!   with every node its own process (`caucus run`, next to bare gossipsub processes:
+//!   this harness re-run as `--bare-node`), an idle node holding the dataset (RSS, cold
+//!   start) and an office relay holding 200 and 500 circuit reservations (RSS, CPU)
+//!   ([`procs`], [`fanout`]).
 //!
 //! ```text
 //! cargo build --release -p caucus-bench -p caucus
@@ -43,6 +45,7 @@ pub(crate) const WAIT: Duration = Duration::from_secs(300);
 struct Args {
     scenarios: Vec<String>,
     sizes: Vec<usize>,
+    process_sizes: Vec<usize>,
     rounds: usize,
     relay_peers: Vec<usize>,
     campaign: Option<PathBuf>,
@@ -57,6 +60,7 @@ fn args() -> Result<Args> {
     let mut a = Args {
         scenarios: SCENARIOS.iter().map(ToString::to_string).collect(),
         sizes: vec![10, 50, 200],
+        process_sizes: vec![10],
         rounds: 5,
         relay_peers: vec![200, 500],
         campaign: None,
@@ -78,7 +82,8 @@ fn args() -> Result<Args> {
     const USAGE: &str = "caucus-bench: multi-node scenarios on loopback (figures in BENCHMARKS.md)
 
   --scenarios LIST   fanout,sync,processes (default: all)
-  --sizes LIST       fan-out node counts (default 10,50,200)
+  --sizes LIST       fan-out node counts, in process (default 10,50,200)
+  --process-sizes LIST  fan-out node counts, one process per node (default 10)
   --rounds N         fan-out notices per size (default 5)
   --relay-peers LIST reservation-holding peers for the relay process (default 200,500)
   --campaign DIR     the reference spreadsheet (default shared/data/campaign-10k beside the checkout)
@@ -107,6 +112,7 @@ RUST_LOG=caucus_net=debug shows the nodes' logs.";
                 }
             }
             "--sizes" => a.sizes = list(it.next(), "--sizes")?,
+            "--process-sizes" => a.process_sizes = list(it.next(), "--process-sizes")?,
             "--relay-peers" => a.relay_peers = list(it.next(), "--relay-peers")?,
             "--rounds" => a.rounds = it.next().context("--rounds needs a number")?.parse()?,
             "--campaign" => {
@@ -121,6 +127,7 @@ RUST_LOG=caucus_net=debug shows the nodes' logs.";
             "--tiny" => {
                 a.tiny = true;
                 a.sizes = vec![4];
+                a.process_sizes = vec![3];
                 a.rounds = 1;
                 a.relay_peers = vec![5];
                 a.notices = 5;
@@ -130,7 +137,7 @@ RUST_LOG=caucus_net=debug shows the nodes' logs.";
             }
         }
     }
-    if a.sizes.iter().any(|n| *n < 2) || a.rounds == 0 {
+    if a.sizes.iter().chain(&a.process_sizes).any(|n| *n < 2) || a.rounds == 0 {
         bail!("sizes must be at least 2 and rounds at least 1");
     }
     Ok(a)
@@ -318,6 +325,34 @@ async fn run_processes(
             "scenario": "idle_node", "rss_kib": idle.rss_kib, "cold_start_ms": ms(idle.cold_start),
         }));
     }
+    println!(
+        "fan-out, one process per node: an urgent notice until every node printed it received it (ms; acks on, as in use)"
+    );
+    println!(
+        "{:>5}  {:>24}  {:>22}  {:>9}  {:>22}",
+        "N", "caucus run p50/p99/max", "bare gossipsub", "p99 ratio", "CPU ms/round (all N)"
+    );
+    for &n in &a.process_sizes {
+        let f = fanout::process_fanout(&bin, n, a.rounds).await?;
+        let (c50, c99, cmax) = stats(f.caucus);
+        let (b50, b99, bmax) = stats(f.bare);
+        let r = ratio(c99, b99);
+        let (cc, bc) = (ms(f.caucus_cpu), ms(f.bare_cpu));
+        println!(
+            "{n:>5}  {:>24}  {:>22}  {r:>8.2}x  {:>22}",
+            format!("{c50:.1}/{c99:.1}/{cmax:.1}"),
+            format!("{b50:.1}/{b99:.1}/{bmax:.1}"),
+            format!("caucus {cc:.0}, bare {bc:.0}")
+        );
+        rows.push(json!({
+            "scenario": "fanout_processes", "nodes": n, "rounds": a.rounds,
+            "message_bytes": f.message_bytes,
+            "caucus_ms": {"p50": c50, "p99": c99, "max": cmax},
+            "bare_gossipsub_ms": {"p50": b50, "p99": b99, "max": bmax},
+            "p99_ratio": r,
+            "cpu_ms_per_round": {"caucus": cc, "bare_gossipsub": bc},
+        }));
+    }
     println!("office relay (`caucus relay`, own process) holding circuit reservations:");
     println!(
         "{:>6}  {:>10}  {:>10}  {:>14}  {:>16}",
@@ -350,6 +385,10 @@ async fn main() -> Result<()> {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_writer(std::io::stderr)
             .init();
+    }
+    if std::env::args().nth(1).as_deref() == Some("--bare-node") {
+        // Not for users: one bare gossipsub node of the process fan-out (`fanout`).
+        return fanout::bare_node_process().await;
     }
     let a = args()?;
     let mut rows = Vec::new();

@@ -40,6 +40,11 @@ impl Proc {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The process's stdin, if it was piped and not taken yet.
+    pub(crate) fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
 }
 
 /// Resident set size of a process, in KiB.
@@ -64,41 +69,72 @@ pub(crate) fn cpu_time(pid: u32) -> Result<Duration> {
     Ok(Duration::from_millis(ticks * 10))
 }
 
+/// One stdout line of a child process, stamped when the harness read it.
+pub(crate) type Line = (String, Instant);
+
+/// Spawns `cmd` with stdout piped (and stdin piped when `stdin`), and forwards every
+/// stdout line, stamped on arrival, to the returned channel. The reading thread drains
+/// the pipe until the child exits, so a chatty child never blocks on it.
+pub(crate) fn spawn_lines(
+    mut cmd: Command,
+    stdin: bool,
+) -> Result<(Proc, tokio::sync::mpsc::UnboundedReceiver<Line>)> {
+    let mut child = cmd
+        .env_remove("RUST_LOG")
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("{:?}", cmd.get_program()))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send((line, Instant::now()));
+        }
+    });
+    Ok((Proc { child }, rx))
+}
+
+/// Waits for a line containing "listening on ADDR" and returns the address.
+pub(crate) async fn listening_on(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<Line>,
+) -> Result<Multiaddr> {
+    let wait = async {
+        while let Some((line, _)) = lines.recv().await {
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                return Ok(addr.trim().parse()?);
+            }
+        }
+        bail!("the process exited before listening")
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .context("the process never said it was listening")?
+}
+
+/// The `caucus` command on `home`, with the bench passphrase.
+pub(crate) fn caucus_command(bin: &Path, home: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--home")
+        .arg(home)
+        .args(args)
+        .env("CAUCUS_PASSPHRASE", "bench");
+    cmd
+}
+
 /// Starts `caucus` with `args`, and waits for a stdout line containing "listening on":
 /// returns the process, the address on that line and the time it took.
-pub(crate) fn spawn_until_listening(
+pub(crate) async fn spawn_until_listening(
     bin: &Path,
     home: &Path,
     args: &[&str],
 ) -> Result<(Proc, Multiaddr, Duration)> {
     let started = Instant::now();
-    let mut child = Command::new(bin)
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("CAUCUS_PASSPHRASE", "bench")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| bin.display().to_string())?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let proc = Proc { child };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                let _ = tx.send(addr.trim().to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(WAIT)
-        .context("caucus never said it was listening")?;
-    let took = started.elapsed();
-    Ok((proc, addr.parse()?, took))
+    let (proc, mut lines) = spawn_lines(caucus_command(bin, home, args), false)?;
+    let addr = listening_on(&mut lines).await?;
+    Ok((proc, addr, started.elapsed()))
 }
 
 /// RSS, CPU of a `caucus relay` process holding circuit reservations of many peers.
@@ -180,7 +216,8 @@ pub(crate) async fn relay_load(bin: &Path, sizes: &[usize]) -> Result<Vec<RelayL
         bin,
         &dir.path().join("relay"),
         &["relay", "--listen", "/ip4/127.0.0.1/tcp/0"],
-    )?;
+    )
+    .await?;
     let pid = proc.pid();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle_kib = rss_kib(pid)?;
@@ -240,7 +277,8 @@ pub(crate) async fn idle_node(bin: &Path, home: &Path) -> Result<IdleNode> {
         bin,
         home,
         &["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"],
-    )?;
+    )
+    .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_kib = rss_kib(proc.pid())?;
     drop(proc);

@@ -50,4 +50,22 @@ fn the_harness_runs_at_a_tiny_size_and_writes_json() {
     assert_eq!(sync["caucus"]["one_new"]["entries"], 1, "{sync}");
     assert_eq!(sync["caucus"]["hundred_new"]["entries"], 100, "{sync}");
     assert!(sync["automerge"]["initial"]["bytes"].as_u64().unwrap() > 0);
+    // With the `caucus` binary beside the harness (a workspace build), the process
+    // scenarios ran: every one of the 3 separate `caucus run` processes printed the
+    // notice, and so did the bare gossipsub processes.
+    let rows = v["results"].as_array().unwrap();
+    if rows.iter().any(|r| r["scenario"] == "relay_load") {
+        let f = rows
+            .iter()
+            .find(|r| r["scenario"] == "fanout_processes")
+            .expect("a process fan-out row");
+        assert_eq!(f["nodes"], 3, "{f}");
+        for k in ["caucus_ms", "bare_gossipsub_ms"] {
+            assert!(
+                f[k]["p99"].as_f64().unwrap() >= f[k]["p50"].as_f64().unwrap(),
+                "{f}"
+            );
+        }
+        assert!(f["message_bytes"].as_u64().unwrap() > 0, "{f}");
+    }
 }
