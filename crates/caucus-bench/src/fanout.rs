@@ -419,11 +419,11 @@ pub(crate) async fn bare_node_process() -> Result<()> {
     let (got_tx, mut got) = mpsc::channel(BARE_DELIVERIES);
     let (node, addr) = bare_node(0, IdentTopic::new("bench"), got_tx).await?;
     println!("listening on {addr}");
-    let (line_tx, mut lines) = mpsc::unbounded_channel();
+    let (line_tx, mut lines) = mpsc::channel(BARE_COMMANDS);
     std::thread::spawn(move || {
         for line in std::io::stdin().lines() {
             let Ok(line) = line else { break };
-            if line_tx.send(line).is_err() {
+            if line_tx.blocking_send(line).is_err() {
                 break;
             }
         }
@@ -479,7 +479,7 @@ fn cpu_of(procs: &[crate::procs::Proc]) -> Result<Duration> {
 /// Waits until `lines` of `processes` say what `done` looks for, for every process in
 /// `of`; returns the moment each one did.
 async fn wait_lines(
-    lines: &mut mpsc::UnboundedReceiver<(usize, String, Instant)>,
+    lines: &mut mpsc::Receiver<(usize, String, Instant)>,
     of: std::ops::Range<usize>,
     what: &str,
     mut done: impl FnMut(&str) -> bool,
@@ -500,14 +500,14 @@ async fn wait_lines(
 
 /// Merges the stamped stdout lines of many processes into one channel, tagged by index.
 fn merge_lines(
-    each: Vec<tokio::sync::mpsc::UnboundedReceiver<crate::procs::Line>>,
-) -> mpsc::UnboundedReceiver<(usize, String, Instant)> {
-    let (tx, rx) = mpsc::unbounded_channel();
+    each: Vec<tokio::sync::mpsc::Receiver<crate::procs::Line>>,
+) -> mpsc::Receiver<(usize, String, Instant)> {
+    let (tx, rx) = mpsc::channel(BARE_DELIVERIES);
     for (i, mut lines) in each.into_iter().enumerate() {
         let tx = tx.clone();
         tokio::spawn(async move {
             while let Some((line, at)) = lines.recv().await {
-                if tx.send((i, line, at)).is_err() {
+                if tx.send((i, line, at)).await.is_err() {
                     return;
                 }
             }

@@ -69,6 +69,9 @@ pub(crate) fn cpu_time(pid: u32) -> Result<Duration> {
     Ok(Duration::from_millis(ticks * 10))
 }
 
+/// Stdout lines of one child process queued to the harness.
+const CHILD_LINES: usize = 4096;
+
 /// One stdout line of a child process, stamped when the harness read it.
 pub(crate) type Line = (String, Instant);
 
@@ -78,7 +81,7 @@ pub(crate) type Line = (String, Instant);
 pub(crate) fn spawn_lines(
     mut cmd: Command,
     stdin: bool,
-) -> Result<(Proc, tokio::sync::mpsc::UnboundedReceiver<Line>)> {
+) -> Result<(Proc, tokio::sync::mpsc::Receiver<Line>)> {
     let mut child = cmd
         .env_remove("RUST_LOG")
         .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
@@ -87,11 +90,12 @@ pub(crate) fn spawn_lines(
         .spawn()
         .with_context(|| format!("{:?}", cmd.get_program()))?;
     let stdout = child.stdout.take().context("no stdout")?;
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::channel(CHILD_LINES);
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            let _ = tx.send((line, Instant::now()));
+            // Dropped receiver: keep draining the pipe.
+            let _ = tx.blocking_send((line, Instant::now()));
         }
     });
     Ok((Proc { child }, rx))
@@ -99,7 +103,7 @@ pub(crate) fn spawn_lines(
 
 /// Waits for a line containing "listening on ADDR" and returns the address.
 pub(crate) async fn listening_on(
-    lines: &mut tokio::sync::mpsc::UnboundedReceiver<Line>,
+    lines: &mut tokio::sync::mpsc::Receiver<Line>,
 ) -> Result<Multiaddr> {
     let wait = async {
         while let Some((line, _)) = lines.recv().await {
