@@ -1836,10 +1836,21 @@ async fn run(ctx: Ctx, net: &NetArgs) -> Result<()> {
         );
     }
     let _lock = lock;
+    // Peers reached before this loop listened (the --peer dials start with the node):
+    // shown now, and their connection events, if still queued, not shown twice.
+    let mut early: std::collections::HashSet<_> =
+        running.connected_peers().await?.into_iter().collect();
+    for peer in &early {
+        println!("peer {peer} connected");
+    }
     loop {
         tokio::select! {
             _ = shutdown_signal() => break,
             ev = rx.recv() => match ev {
+                Ok(NodeEvent::PeerConnected { peer, .. }) if early.remove(&peer) => {}
+                Ok(NodeEvent::PeerDisconnected { peer }) => {
+                    early.remove(&peer);
+                }
                 Ok(NodeEvent::PeerConnected { peer, relayed }) => println!("peer {peer} connected{}", if relayed { " (through a relay)" } else { "" }),
                 Ok(NodeEvent::SyncFinished { entries_stored, wire_bytes, .. }) if entries_stored > 0 => println!("synced: {entries_stored} new entries ({wire_bytes} bytes)"),
                 Ok(NodeEvent::NoticeReceived { urgent: true, notice, .. }) => println!("URGENT notice {} received and acknowledged: `caucus notice show {}`", out::short(&notice.0), out::short(&notice.0)),

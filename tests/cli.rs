@@ -378,6 +378,10 @@ fn three_organizers_a_phone_and_a_relay() {
         Daemon::start(dana, &a)
     };
     let dana_addr = dana_run.address();
+    // `caucus run` says it reached the relay it was given, even when the dial finished
+    // before it listened to its node's events.
+    let relay_id = relay_addr.rsplit('/').next().unwrap().to_string();
+    dana_run.wait_line(&format!("peer {relay_id} connected"));
 
     // Phone + laptop.
     let mut link = Daemon::start(dana, &["device", "link"]);
