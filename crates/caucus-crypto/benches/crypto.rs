@@ -1,10 +1,15 @@
 //! caucus-crypto benchmarks, each next to the bare primitive it is built on, in one run:
 //! seal+sign of a 1 KiB entry vs one Ed25519 signature; open+verify vs one verification
 //! and one batch-verified signature; an epoch change for 1,000 devices (time and bytes).
+//! Also the codec (`caucus_proto::codec`, bincode): encoding and decoding an envelope and
+//! its body, for one 1 KiB note and for a packed entry of 1,024 imported rows.
 
 use caucus_crypto::delivery::{Recipient, deliver_epoch};
 use caucus_crypto::{DeviceKeys, EpochSecret, IdentityKeypair, Keyring, open, open_batch, seal};
-use caucus_proto::{ContactId, GroupId, Hlc, Note, Operation};
+use caucus_proto::limits::{MAX_RECORDS_PER_ENTRY, PACK_TEXT_BYTES};
+use caucus_proto::{
+    Body, ContactId, DeviceKey, Envelope, GroupId, Hlc, IdentityKey, Note, Operation,
+};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::{Signer, SigningKey, Verifier};
 use rand_chacha::ChaCha20Rng;
@@ -30,6 +35,66 @@ fn hlc(i: u64) -> Hlc {
         wall_ms: 1_800_000_000_000 + i,
         counter: 0,
     }
+}
+
+/// 1,024 imported rows (a contact set and four notes each), packed into one operation as
+/// `caucus import` packs them.
+fn packed_rows() -> Operation {
+    let rows = (0..1024u32)
+        .map(|i| Operation::NoteAdded {
+            contact: ContactId([(i % 251) as u8; 16]),
+            note: Note {
+                text: format!("Talked at break, row {i}: worried about the new rates"),
+                date: None,
+                by: None,
+            },
+        })
+        .collect();
+    Operation::pack(rows, MAX_RECORDS_PER_ENTRY, PACK_TEXT_BYTES)
+        .into_iter()
+        .next()
+        .unwrap_or_else(note_1k)
+}
+
+/// Envelope and body encode/decode: the one codec every entry goes through.
+fn codec(
+    c: &mut Criterion,
+    note: &Envelope,
+    ring: &Keyring,
+    dir: &BTreeMap<DeviceKey, IdentityKey>,
+    packed: impl FnOnce() -> Result<Envelope, caucus_crypto::SealError>,
+) {
+    let Ok(packed) = packed() else { return };
+    let mut g = c.benchmark_group("codec");
+    for (name, env) in [("note_1KiB", note), ("packed_1024_rows", &packed)] {
+        let Ok(bytes) = env.encode() else { return };
+        let Ok(opened) = open(env, ring, dir) else {
+            return;
+        };
+        let Ok(body) = opened.body.encode() else {
+            return;
+        };
+        println!(
+            "codec: {name}: envelope {} bytes, body {} bytes",
+            bytes.len(),
+            body.len()
+        );
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        g.bench_function(format!("envelope_encode_{name}"), |b| {
+            b.iter(|| black_box(env).encode())
+        });
+        g.bench_function(format!("envelope_decode_{name}"), |b| {
+            b.iter(|| Envelope::decode(black_box(&bytes)))
+        });
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(format!("body_encode_{name}"), |b| {
+            b.iter(|| black_box(&opened.body).encode())
+        });
+        g.bench_function(format!("body_decode_{name}"), |b| {
+            b.iter(|| Body::decode(black_box(&body)))
+        });
+    }
+    g.finish();
 }
 
 fn benches(c: &mut Criterion) {
@@ -70,6 +135,10 @@ fn benches(c: &mut Criterion) {
     interleaved_ratios(
         &group, keys, &device, &ring, &dir, &envs, &bare, &msgs, &sigs, &vks,
     );
+
+    codec(c, &envs[0], &ring, &dir, || {
+        seal(&group, keys, &device, hlc(0), packed_rows(), &mut r)
+    });
 
     let mut g = c.benchmark_group("verify");
     g.bench_function("ed25519_verify_1KiB", |b| {

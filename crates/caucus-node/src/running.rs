@@ -271,42 +271,80 @@ impl NodeBackend {
                 });
             }
         }
-        for notice in to_ack {
-            let already = node
-                .state(group)
-                .ok()
-                .and_then(|s| s.notice(&notice))
-                .is_some_and(|n| n.acks.contains(&me));
-            if already {
-                continue;
+        if to_ack.is_empty() {
+            return;
+        }
+        // The sender's own device counts at once. Other devices acknowledge a moment
+        // later, spread out, so that their acknowledgements (one entry per member, each
+        // stored by every member) do not compete with the notice itself while it is
+        // still reaching the rest of the group.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !local => {
+                let (shared, net, group) = (self.node.clone(), self.net.get().cloned(), *group);
+                let delay = ACK_DELAY + ACK_SPREAD.mul_f64(rand::random::<f64>());
+                runtime.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let mut node = lock(&shared);
+                        acknowledge(&mut node, &group, to_ack);
+                        flush(net.as_ref(), &shared, &mut node);
+                    })
+                    .await;
+                });
             }
-            match node.write_sealed(group, Operation::NoticeAcked { notice }) {
-                Ok((id, _)) => tracing::info!(entry = %id, "urgent notice acknowledged"),
-                Err(e) => tracing::warn!("could not acknowledge an urgent notice: {e}"),
-            }
+            _ => acknowledge(node, group, to_ack),
         }
     }
 
     /// Publishes whatever this device wrote during the last operation.
     fn flush(&self, node: &mut Node) {
-        let out = node.take_outbox();
-        let rotated = node.take_rotated();
-        if out.is_empty() && !rotated {
-            return;
+        flush(self.net.get(), &self.node, node);
+    }
+}
+
+/// The shortest wait before another device acknowledges an urgent notice.
+const ACK_DELAY: Duration = Duration::from_millis(50);
+/// How much longer, at most, chosen at random per device (see `after_receive`).
+const ACK_SPREAD: Duration = Duration::from_millis(200);
+
+/// Writes this device's acknowledgement of each urgent notice it has not acknowledged.
+fn acknowledge(node: &mut Node, group: &GroupId, notices: Vec<NoticeId>) {
+    let me = node.identity();
+    for notice in notices {
+        let already = node
+            .state(group)
+            .ok()
+            .and_then(|s| s.notice(&notice))
+            .is_some_and(|n| n.acks.contains(&me));
+        if already {
+            continue;
         }
-        if let Some(net) = self.net.get().cloned() {
-            let node = self.node.clone();
-            tokio::spawn(async move {
-                for (group, bytes) in out {
-                    if let Err(e) = net.publish(group, bytes).await {
-                        tracing::warn!("publish failed: {e}");
-                    }
-                }
-                if rotated && let Ok(peers) = net.connected_peers().await {
-                    send_token_updates(&node, &net, peers);
-                }
-            });
+        match node.write_sealed(group, Operation::NoticeAcked { notice }) {
+            Ok((id, _)) => tracing::info!(entry = %id, "urgent notice acknowledged"),
+            Err(e) => tracing::warn!("could not acknowledge an urgent notice: {e}"),
         }
+    }
+}
+
+/// Publishes whatever `node` (the one `shared` guards) wrote during the last operation.
+fn flush(net: Option<&Network>, shared: &Arc<Mutex<Node>>, node: &mut Node) {
+    let out = node.take_outbox();
+    let rotated = node.take_rotated();
+    if out.is_empty() && !rotated {
+        return;
+    }
+    if let Some(net) = net.cloned() {
+        let node = shared.clone();
+        tokio::spawn(async move {
+            for (group, bytes) in out {
+                if let Err(e) = net.publish(group, bytes).await {
+                    tracing::warn!("publish failed: {e}");
+                }
+            }
+            if rotated && let Ok(peers) = net.connected_peers().await {
+                send_token_updates(&node, &net, peers);
+            }
+        });
     }
 }
 
@@ -601,22 +639,37 @@ impl Running {
 
     /// Writes an operation on this device and publishes it at once.
     pub async fn write(&self, group: &GroupId, op: Operation) -> Result<EntryId, NodeError> {
-        let mut node = lock(&self.node);
-        let net = self.net.clone();
-        // Out before the commit waits for the disk (see `Node::write_publishing`).
-        let mut publish = |group: &GroupId, bytes: &[u8]| {
-            let (net, group, bytes) = (net.clone(), *group, bytes.to_vec());
-            tokio::spawn(async move {
-                if let Err(e) = net.publish(group, bytes).await {
-                    tracing::warn!("publish failed: {e}");
-                }
-            });
-        };
-        let (id, _, received) = node.write_publishing(group, op, Some(&mut publish))?;
-        self.backend
-            .after_receive(&mut node, group, &received, true);
-        self.backend.flush(&mut node);
-        Ok(id)
+        let (net, group) = (self.net.clone(), *group);
+        self.blocking(move |node, backend| {
+            // Out before the commit waits for the disk (see `Node::write_publishing`).
+            let mut publish = |group: &GroupId, bytes: &[u8]| {
+                let (net, group, bytes) = (net.clone(), *group, bytes.to_vec());
+                tokio::spawn(async move {
+                    if let Err(e) = net.publish(group, bytes).await {
+                        tracing::warn!("publish failed: {e}");
+                    }
+                });
+            };
+            let (id, _, received) = node.write_publishing(&group, op, Some(&mut publish))?;
+            backend.after_receive(node, &group, &received, true);
+            backend.flush(node);
+            Ok(id)
+        })
+        .await
+    }
+
+    /// Runs `f` on the node on a blocking thread, under the node lock. Sealing, storing
+    /// and waiting for the disk must not hold an async worker: the tasks queued behind
+    /// them on that worker (the swarm, the publish of the very entry being written) would
+    /// wait out the fsync.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Node, &NodeBackend) -> Result<T, NodeError> + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let (node, backend) = (self.node.clone(), self.backend.clone());
+        tokio::task::spawn_blocking(move || f(&mut lock(&node), &backend))
+            .await
+            .map_err(|e| NodeError::Refused(format!("the node's work was interrupted: {e}")))?
     }
 
     /// Writes many operations in one transaction ([`Node::write_many`]). A large batch
@@ -629,16 +682,18 @@ impl Running {
         const GOSSIP_AT_MOST: usize = 64;
         // Counted in records: a packed import entry may carry a thousand.
         let n: usize = ops.iter().map(|op| op.each().len()).sum();
-        let ids = {
-            let mut node = lock(&self.node);
-            let ids = node.write_many(group, ops, &mut |_, _| {})?;
-            if n > GOSSIP_AT_MOST {
-                node.take_outbox();
-            } else {
-                self.backend.flush(&mut node);
-            }
-            ids
-        };
+        let g = *group;
+        let ids = self
+            .blocking(move |node, backend| {
+                let ids = node.write_many(&g, ops, &mut |_, _| {})?;
+                if n > GOSSIP_AT_MOST {
+                    node.take_outbox();
+                } else {
+                    backend.flush(node);
+                }
+                Ok(ids)
+            })
+            .await?;
         if n > GOSSIP_AT_MOST {
             for peer in self.connected_peers().await? {
                 let _ = self.net.sync_with(peer, *group).await;
