@@ -114,7 +114,7 @@ pub(crate) async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Re
     let mut lat_verified = Vec::new();
     let mut sample = Vec::new();
     for round in 0..rounds {
-        let notice = NoticeId([round as u8 + 1; 16]);
+        let notice = round_notice(round);
         // One listener per node, stamping the moments its node reports the entry's proof
         // verified on arrival (and passed on) and the entry stored.
         let (tx, mut arrivals) = mpsc::channel(n);
@@ -407,8 +407,12 @@ fn urgent_notice(round: usize) -> Operation {
     }
 }
 
+/// A distinct notice id per round (its first four bytes, as `caucus run` prints them,
+/// differ for any number of rounds the harness takes).
 fn round_notice(round: usize) -> NoticeId {
-    NoticeId([round as u8 + 1; 16])
+    let mut id = [0xa5; 16];
+    id[..8].copy_from_slice(&(round as u64).to_le_bytes());
+    NoticeId(id)
 }
 
 /// `caucus-bench --bare-node`: one bare gossipsub node in its own process, driven over
@@ -528,9 +532,8 @@ pub(crate) async fn process_fanout(
     // The committee is founded and joined in this process (invites need a running
     // inviter), then every home is handed to its own `caucus run`.
     let (g, nodes) = caucus_committee(dir.path(), n, true).await?;
-    let warm_up = nodes[0]
-        .write(&g, urgent_notice(usize::from(u8::MAX) - 1))
-        .await?;
+    // A round number no timed round uses.
+    let warm_up = nodes[0].write(&g, urgent_notice(u32::MAX as usize)).await?;
     let sample = nodes[0]
         .with_node(|node| node.store().entry(&warm_up))?
         .context("own entry not stored")?;

@@ -214,6 +214,9 @@ struct NodeBackend {
     /// token of an epoch never changes; an envelope the cache cannot accept is checked
     /// again under the lock, which refreshes the cache.
     tokens: Mutex<HashMap<GroupId, Vec<RelayToken>>>,
+    /// Cleared by [`Running::shutdown`]: acknowledgements still waiting are not written
+    /// (the home may be opened again as soon as the node stops).
+    open: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -281,11 +284,15 @@ impl NodeBackend {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) if !local => {
                 let (shared, net, group) = (self.node.clone(), self.net.get().cloned(), *group);
+                let open = self.open.clone();
                 let delay = ACK_DELAY + ACK_SPREAD.mul_f64(rand::random::<f64>());
                 runtime.spawn(async move {
                     tokio::time::sleep(delay).await;
                     let _ = tokio::task::spawn_blocking(move || {
                         let mut node = lock(&shared);
+                        if !open.load(std::sync::atomic::Ordering::SeqCst) {
+                            return;
+                        }
                         acknowledge(&mut node, &group, to_ack);
                         flush(net.as_ref(), &shared, &mut node);
                     })
@@ -520,6 +527,7 @@ impl Running {
             links: Mutex::new(Vec::new()),
             reader,
             tokens: Mutex::default(),
+            open: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         });
         let (net, mut net_events) = Network::spawn(config.net.clone(), backend.clone())
             .map_err(|e| NodeError::Net(e.to_string()))?;
@@ -796,6 +804,10 @@ impl Running {
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let _ = self.net.shutdown().await;
         let node = lock(&self.node);
+        // Under the node lock: a waiting acknowledgement either wrote already or never will.
+        self.backend
+            .open
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         node.checkpoint()
     }
 }
@@ -971,6 +983,7 @@ mod tests {
             links: Mutex::new(Vec::new()),
             reader: None,
             tokens: Mutex::default(),
+            open: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
 
