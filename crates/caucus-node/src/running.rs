@@ -675,9 +675,16 @@ impl Running {
         f: impl FnOnce(&mut Node, &NodeBackend) -> Result<T, NodeError> + Send + 'static,
     ) -> Result<T, NodeError> {
         let (node, backend) = (self.node.clone(), self.backend.clone());
-        tokio::task::spawn_blocking(move || f(&mut lock(&node), &backend))
-            .await
-            .map_err(|e| NodeError::Refused(format!("the node's work was interrupted: {e}")))?
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            // On this thread, without a hop: the worker's queued tasks move to another.
+            tokio::task::block_in_place(move || f(&mut lock(&node), &backend))
+        } else {
+            tokio::task::spawn_blocking(move || f(&mut lock(&node), &backend))
+                .await
+                .map_err(|e| NodeError::Refused(format!("the node's work was interrupted: {e}")))?
+        }
     }
 
     /// Writes many operations in one transaction ([`Node::write_many`]). A large batch
