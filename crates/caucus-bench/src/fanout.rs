@@ -166,22 +166,7 @@ pub(crate) async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Re
         }
         drop(tx);
         let started = Instant::now();
-        let id = nodes[0]
-            .write(
-                &g,
-                Operation::NoticePosted {
-                    notice,
-                    content: NoticeContent {
-                        title: "Emergency committee meeting".into(),
-                        starts_at_ms: now_ms() + 3_600_000,
-                        place: "Union hall, room 2".into(),
-                        body: "Bring the petition sheets.".into(),
-                        urgent: true,
-                        expires_at_ms: None,
-                    },
-                },
-            )
-            .await?;
+        let id = nodes[0].write(&g, urgent_notice(round)).await?;
         let _ = id_tx.send(id);
         if sample.is_empty() {
             sample = nodes[0]
@@ -330,6 +315,16 @@ enum BareCmd {
     Peers(tokio::sync::oneshot::Sender<usize>),
 }
 
+/// The bytes bare gossipsub publishes in `round`: the size of `sample`, a fresh message
+/// each round (gossipsub deduplicates by content).
+fn round_message(sample: &[u8], round: usize) -> Vec<u8> {
+    let mut bytes = sample.to_vec();
+    let len = bytes.len();
+    let tail = len.saturating_sub(8);
+    bytes[tail..].copy_from_slice(&(round as u64 + 1).to_le_bytes()[..len - tail]);
+    bytes
+}
+
 fn blake3_id(data: &[u8]) -> Vec<u8> {
     caucus_proto::EntryId::of_encoded(data).as_bytes().to_vec()
 }
@@ -342,11 +337,8 @@ pub(crate) async fn bare_fanout(n: usize, rounds: usize, sample: &[u8]) -> Resul
     let mut addrs: Vec<Multiaddr> = Vec::new();
     for i in 0..n {
         let (tx, addr) = bare_node(i, topic.clone(), got_tx.clone()).await?;
-        if i > 0 {
-            tx.send(BareCmd::Dial(addrs[0].clone())).await?;
-            if i > 1 {
-                tx.send(BareCmd::Dial(addrs[i - 1].clone())).await?;
-            }
+        for a in dials(&addrs) {
+            tx.send(BareCmd::Dial(a.clone())).await?;
         }
         nodes.push(tx);
         addrs.push(addr);
@@ -368,11 +360,7 @@ pub(crate) async fn bare_fanout(n: usize, rounds: usize, sample: &[u8]) -> Resul
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut lat = Vec::new();
     for round in 0..rounds {
-        let mut bytes = sample.to_vec();
-        // Same size, a fresh message each round (gossipsub deduplicates by content).
-        let len = bytes.len();
-        let tail = len.saturating_sub(8);
-        bytes[tail..].copy_from_slice(&(round as u64 + 1).to_le_bytes()[..len - tail]);
+        let bytes = round_message(sample, round);
         let started = Instant::now();
         nodes[0].send(BareCmd::Publish(bytes.clone())).await?;
         let mut seen = std::collections::BTreeSet::new();
@@ -520,6 +508,15 @@ fn merge_lines(
     rx
 }
 
+/// Whom the next node dials, given the addresses of those started before it: node 0 and
+/// its predecessor (the fan-out topology).
+fn dials(started: &[Multiaddr]) -> impl Iterator<Item = &Multiaddr> {
+    started
+        .first()
+        .into_iter()
+        .chain(started.last().filter(|_| started.len() > 1))
+}
+
 /// Runs the fan-out with `n` separate processes of each kind, `rounds` notices each.
 pub(crate) async fn process_fanout(
     bin: &std::path::Path,
@@ -551,11 +548,7 @@ pub(crate) async fn process_fanout(
             "--listen".into(),
             "/ip4/127.0.0.1/tcp/0".into(),
         ];
-        for a in addrs
-            .first()
-            .into_iter()
-            .chain(addrs.last().filter(|_| i > 1))
-        {
+        for a in dials(&addrs) {
             args.extend(["--peer".to_string(), a.to_string()]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -623,24 +616,33 @@ pub(crate) async fn process_fanout(
     }
     let caucus_cpu = (cpu_of(&procs)? - cpu0) / rounds as u32;
     drop(procs);
+    let (bare, bare_cpu) = bare_processes(n, rounds, &sample).await?;
+    Ok(ProcessFanout {
+        caucus,
+        bare,
+        caucus_cpu,
+        bare_cpu,
+        message_bytes: sample.len(),
+    })
+}
 
-    // Bare gossipsub, the same topology: node i dials node 0 and node i − 1.
+/// Bare gossipsub, one process per node on the same topology (node i dials node 0 and
+/// node i − 1): per (node, round) latencies publishing `sample`-sized messages from node
+/// 0, and the CPU all N used per round.
+async fn bare_processes(n: usize, rounds: usize, sample: &[u8]) -> Result<(Vec<f64>, Duration)> {
+    use crate::procs::{listening_on, spawn_lines};
     let exe = std::env::current_exe()?;
     let mut bare = Vec::new();
     let mut inputs = Vec::new();
     let mut each = Vec::new();
     let mut addrs: Vec<Multiaddr> = Vec::new();
-    for i in 0..n {
+    for _ in 0..n {
         let mut cmd = std::process::Command::new(&exe);
         cmd.arg("--bare-node");
         let (mut proc, mut out) = spawn_lines(cmd, true)?;
         let mut input = proc.take_stdin().context("no stdin")?;
         let addr = listening_on(&mut out).await?;
-        for a in addrs
-            .first()
-            .into_iter()
-            .chain(addrs.last().filter(|_| i > 1))
-        {
+        for a in dials(&addrs) {
             writeln!(input, "dial {a}")?;
         }
         addrs.push(addr);
@@ -673,10 +675,7 @@ pub(crate) async fn process_fanout(
     let mut times = Vec::new();
     let cpu0 = cpu_of(&bare)?;
     for round in 0..rounds {
-        let mut bytes = sample.clone();
-        let len = bytes.len();
-        let tail = len.saturating_sub(8);
-        bytes[tail..].copy_from_slice(&(round as u64 + 1).to_le_bytes()[..len - tail]);
+        let bytes = round_message(sample, round);
         let want = format!("got {}", hex::encode(&blake3_id(&bytes)[..8]));
         let line = format!("publish {}", hex::encode(&bytes));
         let started = Instant::now();
@@ -689,11 +688,5 @@ pub(crate) async fn process_fanout(
     let bare_cpu = (cpu_of(&bare)? - cpu0) / rounds as u32;
     drop(inputs);
     drop(bare);
-    Ok(ProcessFanout {
-        caucus,
-        bare: times,
-        caucus_cpu,
-        bare_cpu,
-        message_bytes: sample.len(),
-    })
+    Ok((times, bare_cpu))
 }
