@@ -3,6 +3,7 @@
 //! gossipsub settings, no validation, no storage) publishing the same envelope bytes on
 //! the same topology: node i dials node 0 and node i − 1.
 
+use crate::procs::{Busy, own_cpu};
 use crate::{WAIT, ms};
 use anyhow::{Context, Result, bail};
 use caucus_crypto::at_rest::KdfParams;
@@ -102,6 +103,8 @@ pub(crate) struct Fanout {
     pub(crate) verified: Vec<f64>,
     /// One envelope's bytes.
     pub(crate) sample: Vec<u8>,
+    /// The process's CPU over each round, from the write until the last node stored.
+    pub(crate) busy: Busy,
 }
 
 /// Per-node latencies of `rounds` urgent notices from node 0.
@@ -113,6 +116,7 @@ pub(crate) async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Re
     let mut lat = Vec::new();
     let mut lat_verified = Vec::new();
     let mut sample = Vec::new();
+    let mut busy = Busy::default();
     for round in 0..rounds {
         let notice = round_notice(round);
         // One listener per node, stamping the moments its node reports the entry's proof
@@ -166,6 +170,7 @@ pub(crate) async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Re
         }
         drop(tx);
         let started = Instant::now();
+        let cpu0 = own_cpu();
         let id = nodes[0].write(&g, urgent_notice(round)).await?;
         let _ = id_tx.send(id);
         if sample.is_empty() {
@@ -209,6 +214,7 @@ pub(crate) async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Re
                 }
             }
         }
+        busy.add(started, cpu0);
         for (verified, stored) in got.into_iter().flatten() {
             lat.push(ms(stored.duration_since(started)));
             lat_verified.push(ms(verified.duration_since(started)));
@@ -235,6 +241,7 @@ pub(crate) async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Re
         stored: lat,
         verified: lat_verified,
         sample,
+        busy,
     })
 }
 
@@ -329,8 +336,13 @@ fn blake3_id(data: &[u8]) -> Vec<u8> {
     caucus_proto::EntryId::of_encoded(data).as_bytes().to_vec()
 }
 
-/// Per-node latencies (ms) of `rounds` publishes of `sample`-sized messages from node 0.
-pub(crate) async fn bare_fanout(n: usize, rounds: usize, sample: &[u8]) -> Result<Vec<f64>> {
+/// Per-node latencies (ms) of `rounds` publishes of `sample`-sized messages from node 0,
+/// and the process's CPU over each round until the last node got the message.
+pub(crate) async fn bare_fanout(
+    n: usize,
+    rounds: usize,
+    sample: &[u8],
+) -> Result<(Vec<f64>, Busy)> {
     let topic = IdentTopic::new("bench");
     let (got_tx, mut got) = mpsc::channel(BARE_DELIVERIES);
     let mut nodes = Vec::new();
@@ -359,9 +371,11 @@ pub(crate) async fn bare_fanout(n: usize, rounds: usize, sample: &[u8]) -> Resul
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut lat = Vec::new();
+    let mut busy = Busy::default();
     for round in 0..rounds {
         let bytes = round_message(sample, round);
         let started = Instant::now();
+        let cpu0 = own_cpu();
         nodes[0].send(BareCmd::Publish(bytes.clone())).await?;
         let mut seen = std::collections::BTreeSet::new();
         while seen.len() < n - 1 {
@@ -373,9 +387,10 @@ pub(crate) async fn bare_fanout(n: usize, rounds: usize, sample: &[u8]) -> Resul
                 lat.push(ms(at.duration_since(started)));
             }
         }
+        busy.add(started, cpu0);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    Ok(lat)
+    Ok((lat, busy))
 }
 
 // ---- separate processes ----------------------------------------------------------------

@@ -178,10 +178,11 @@ async fn run_fanout(a: &Args, rows: &mut Vec<serde_json::Value>) -> Result<()> {
         "p99 ratio",
         "verified"
     );
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     for &n in &a.sizes {
         let acks = fanout::caucus_fanout(n, a.rounds, true).await?;
         let quiet = fanout::caucus_fanout(n, a.rounds, false).await?;
-        let bare = fanout::bare_fanout(n, a.rounds, &quiet.sample).await?;
+        let (bare, bare_busy) = fanout::bare_fanout(n, a.rounds, &quiet.sample).await?;
         let (a50, a99, amax) = stats(acks.stored);
         let (o50, o99, omax) = stats(quiet.stored);
         let (v50, v99, vmax) = stats(quiet.verified);
@@ -195,6 +196,19 @@ async fn run_fanout(a: &Args, rows: &mut Vec<serde_json::Value>) -> Result<()> {
             format!("{v50:.1}/{v99:.1}/{vmax:.1}"),
             format!("{b50:.1}/{b99:.1}/{bmax:.1}")
         );
+        // What bounds the in-process figures: the CPU all N nodes spend on a round,
+        // shared by this machine's cores.
+        let per_round = |b: &procs::Busy| ms(b.cpu) / a.rounds.max(1) as f64;
+        println!(
+            "{:>5}  CPU from the write until the last node held it, per round: caucus {:.1} ms \
+             ({:.2} ms per receiving node; {:.2} of {cores} cores busy), bare {:.1} ms ({:.2} cores busy)",
+            "",
+            per_round(&quiet.busy),
+            per_round(&quiet.busy) / (n.max(2) - 1) as f64,
+            quiet.busy.cores(),
+            per_round(&bare_busy),
+            bare_busy.cores(),
+        );
         rows.push(json!({
             "scenario": "fanout", "nodes": n, "rounds": a.rounds, "message_bytes": quiet.sample.len(),
             "caucus_with_acks_ms": {"p50": a50, "p99": a99, "max": amax},
@@ -203,6 +217,11 @@ async fn run_fanout(a: &Args, rows: &mut Vec<serde_json::Value>) -> Result<()> {
             "bare_gossipsub_ms": {"p50": b50, "p99": b99, "max": bmax},
             "p99_ratio": r,
             "p99_ratio_verified": rv,
+            "cores": cores,
+            "caucus_cpu_ms_per_round": per_round(&quiet.busy),
+            "caucus_cores_busy": quiet.busy.cores(),
+            "bare_cpu_ms_per_round": per_round(&bare_busy),
+            "bare_cores_busy": bare_busy.cores(),
         }));
     }
     Ok(())

@@ -69,6 +69,43 @@ pub(crate) fn cpu_time(pid: u32) -> Result<Duration> {
     Ok(Duration::from_millis(ticks * 10))
 }
 
+/// CPU time (user + system, all threads) this process has used, to the nanosecond:
+/// `/proc`'s tick counts are too coarse for a fan-out round of a few milliseconds.
+pub(crate) fn own_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// CPU the process used over some windows, next to their wall-clock time.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Busy {
+    /// CPU time used inside the windows (all threads).
+    pub(crate) cpu: Duration,
+    /// Wall-clock length of the windows.
+    pub(crate) wall: Duration,
+}
+
+impl Busy {
+    /// Adds the window that began at `started` with the process CPU clock at `cpu0`
+    /// and ends now.
+    pub(crate) fn add(&mut self, started: Instant, cpu0: Duration) {
+        self.cpu += own_cpu().saturating_sub(cpu0);
+        self.wall += started.elapsed();
+    }
+
+    /// Cores kept busy on average over the windows.
+    pub(crate) fn cores(&self) -> f64 {
+        if self.wall.is_zero() {
+            f64::NAN
+        } else {
+            self.cpu.as_secs_f64() / self.wall.as_secs_f64()
+        }
+    }
+}
+
 /// Stdout lines of one child process queued to the harness.
 const CHILD_LINES: usize = 4096;
 

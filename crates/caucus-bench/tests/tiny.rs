@@ -30,6 +30,11 @@ fn the_harness_runs_at_a_tiny_size_and_writes_json() {
             "{r}"
         );
     }
+    // The rounds were measured for CPU as well: the process's CPU clock moved while the
+    // nodes carried the notice.
+    for k in ["caucus_cpu_ms_per_round", "bare_cpu_ms_per_round"] {
+        assert!(r[k].as_f64().unwrap() > 0.0, "{r}");
+    }
     // The sync scenario carried the whole synthetic campaign to the fresh device, and the
     // incremental rounds exactly their new entries.
     let sync = v["results"]
