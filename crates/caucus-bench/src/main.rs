@@ -198,15 +198,14 @@ async fn run_fanout(a: &Args, rows: &mut Vec<serde_json::Value>) -> Result<()> {
         );
         // What bounds the in-process figures: the CPU all N nodes spend on a round,
         // shared by this machine's cores.
-        let per_round = |b: &procs::Busy| ms(b.cpu) / a.rounds.max(1) as f64;
+        let caucus_cpu = ms(quiet.busy.cpu) / a.rounds.max(1) as f64;
+        let bare_cpu = ms(bare_busy.cpu) / a.rounds.max(1) as f64;
         println!(
-            "{:>5}  CPU from the write until the last node held it, per round: caucus {:.1} ms \
-             ({:.2} ms per receiving node; {:.2} of {cores} cores busy), bare {:.1} ms ({:.2} cores busy)",
+            "{:>5}  CPU from the write until the last node held it, per round: caucus {caucus_cpu:.1} ms \
+             ({:.2} ms per receiving node; {:.2} of {cores} cores busy), bare {bare_cpu:.1} ms ({:.2} cores busy)",
             "",
-            per_round(&quiet.busy),
-            per_round(&quiet.busy) / (n.max(2) - 1) as f64,
+            caucus_cpu / (n.max(2) - 1) as f64,
             quiet.busy.cores(),
-            per_round(&bare_busy),
             bare_busy.cores(),
         );
         rows.push(json!({
@@ -218,9 +217,9 @@ async fn run_fanout(a: &Args, rows: &mut Vec<serde_json::Value>) -> Result<()> {
             "p99_ratio": r,
             "p99_ratio_verified": rv,
             "cores": cores,
-            "caucus_cpu_ms_per_round": per_round(&quiet.busy),
+            "caucus_cpu_ms_per_round": caucus_cpu,
             "caucus_cores_busy": quiet.busy.cores(),
-            "bare_cpu_ms_per_round": per_round(&bare_busy),
+            "bare_cpu_ms_per_round": bare_cpu,
             "bare_cores_busy": bare_busy.cores(),
         }));
     }

@@ -98,11 +98,7 @@ impl Busy {
 
     /// Cores kept busy on average over the windows.
     pub(crate) fn cores(&self) -> f64 {
-        if self.wall.is_zero() {
-            f64::NAN
-        } else {
-            self.cpu.as_secs_f64() / self.wall.as_secs_f64()
-        }
+        crate::ratio(self.cpu.as_secs_f64(), self.wall.as_secs_f64())
     }
 }
 
