@@ -8,7 +8,8 @@ use caucus_crypto::delivery::{Recipient, deliver_epoch};
 use caucus_crypto::{DeviceKeys, EpochSecret, IdentityKeypair, Keyring, open, open_batch, seal};
 use caucus_proto::limits::{MAX_RECORDS_PER_ENTRY, PACK_TEXT_BYTES};
 use caucus_proto::{
-    Body, ContactId, DeviceKey, Envelope, GroupId, Hlc, IdentityKey, Note, Operation,
+    Body, Chain, ContactId, DeviceKey, Envelope, EventId, GroupId, Hlc, IdentityKey, Note,
+    Operation,
 };
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::{Signer, SigningKey, Verifier};
@@ -34,6 +35,26 @@ fn hlc(i: u64) -> Hlc {
     Hlc {
         wall_ms: 1_800_000_000_000 + i,
         counter: 0,
+    }
+}
+
+/// A device's entry `i + 2` in the group: past its first, so it names its predecessor
+/// (33 bytes more than a first entry), as nearly every entry does.
+fn chain(i: u64) -> Chain {
+    Chain {
+        seq: i + 2,
+        prev: Some(EventId([9; 32])),
+        heads: vec![],
+    }
+}
+
+/// An authority entry's chain: a predecessor and two authority heads, as an epoch change
+/// after concurrent removals names.
+fn authority_chain() -> Chain {
+    Chain {
+        seq: 7,
+        prev: Some(EventId([9; 32])),
+        heads: vec![EventId([10; 32]), EventId([11; 32])],
     }
 }
 
@@ -120,13 +141,13 @@ fn benches(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i += 1;
-            seal(&group, keys, &device, hlc(i), note_1k(), &mut r)
+            seal(&group, keys, &device, chain(i), hlc(i), note_1k(), &mut r)
         })
     });
     g.finish();
 
     let envs: Vec<_> = (0..BATCH as u64)
-        .filter_map(|i| seal(&group, keys, &device, hlc(i), note_1k(), &mut r).ok())
+        .filter_map(|i| seal(&group, keys, &device, chain(i), hlc(i), note_1k(), &mut r).ok())
         .collect();
     let msgs: Vec<&[u8]> = (0..BATCH).map(|_| msg.as_slice()).collect();
     let sigs = vec![sig; BATCH];
@@ -137,7 +158,15 @@ fn benches(c: &mut Criterion) {
     );
 
     codec(c, &envs[0], &ring, &dir, || {
-        seal(&group, keys, &device, hlc(0), packed_rows(), &mut r)
+        seal(
+            &group,
+            keys,
+            &device,
+            chain(0),
+            hlc(0),
+            packed_rows(),
+            &mut r,
+        )
     });
 
     let mut g = c.benchmark_group("verify");
@@ -174,7 +203,7 @@ fn benches(c: &mut Criterion) {
         &author,
         &recipients,
         &mut r,
-    ) && let Ok(env) = seal(&group, keys, &device, hlc(0), op, &mut r)
+    ) && let Ok(env) = seal(&group, keys, &device, authority_chain(), hlc(0), op, &mut r)
         && let Ok(bytes) = env.encode()
     {
         println!(
@@ -224,7 +253,18 @@ fn benches(c: &mut Criterion) {
                 let mut r2 = ChaCha20Rng::seed_from_u64(9);
                 deliver_epoch(&group, 1, &s, &author, &recipients, &mut r2)
                     .ok()
-                    .and_then(|op| seal(&group, keys, &device, hlc(0), op, &mut r2).ok())
+                    .and_then(|op| {
+                        seal(
+                            &group,
+                            keys,
+                            &device,
+                            authority_chain(),
+                            hlc(0),
+                            op,
+                            &mut r2,
+                        )
+                        .ok()
+                    })
             },
             BatchSize::SmallInput,
         )
@@ -264,7 +304,7 @@ fn interleaved_ratios(
         black_box(bare.sign(black_box(msgs[0])));
         sign.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        black_box(seal(group, keys, device, hlc(i), note_1k(), &mut r).ok());
+        black_box(seal(group, keys, device, chain(i), hlc(i), note_1k(), &mut r).ok());
         sealt.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
         black_box(vks[0].verify(black_box(msgs[0]), &sigs[0]).ok());

@@ -42,7 +42,8 @@ pub use epoch::{
 };
 pub use keys::{DeviceKeys, DevicePublic, IdentityKeypair, verify_cert};
 pub use seal::{
-    BodyId, OpenError, OpenedBody, ReplayGuard, SealError, open, open_batch, seal, verify_proof,
+    BodyId, OpenError, OpenedBody, ReplayGuard, SealError, open, open_batch, seal, seal_event,
+    verify_proof,
 };
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Sealing entries into envelopes and opening them again.
 //!
 //! ```text
-//! body      = { version, author, hlc, op, signature = device_sign(Body::signed_bytes(group, epoch)) }
+//! body      = { version, author, chain, hlc, op, signature = device_sign(Body::signed_bytes(group, epoch)) }
 //! header    = { version, group, epoch, nonce (24 random bytes) }
 //! ciphertext= XChaCha20-Poly1305(content_key(epoch), nonce, ad = header.encode(), body.encode())
 //! proof     = Ed25519(membership_key(epoch), "caucus v1 membership proof" ‖ header.encode() ‖ ciphertext)
@@ -14,7 +14,8 @@
 //! the author.
 //!
 //! [`open`] checks, in order, and fails with its own [`OpenError`] at the first problem:
-//! group, epoch known, membership proof, AEAD, body decoding, device signature, and the
+//! group, epoch known, membership proof, AEAD, body decoding, device signature, the
+//! certificate a `DeviceLinked` entry carries (every one, whoever carries it), and the
 //! device ↔ identity binding (from a [`DeviceDirectory`] the model maintains).
 //!
 //! **Which Ed25519 check.** Proofs and body signatures are checked with ed25519-dalek's
@@ -28,17 +29,18 @@
 //! **Replays.** An identical envelope is the same entry (same [`caucus_proto::EntryId`]) and
 //! is simply a duplicate. A member can, however, take a body they opened and seal it again
 //! with a new nonce: the result has a new entry id but the same signed body. [`BodyId`]
-//! (BLAKE3 of the signed bytes) names the body. Both envelopes stay stored and synced (a
-//! store that refused one copy would leave two nodes holding different copies and
-//! offering them to each other forever); the model folds every copy of one event as one,
-//! keeping the copy with the smallest entry id, so a replay changes no state.
+//! (the body's [`EventId`], BLAKE3 of its event bytes) names the body. Both envelopes
+//! stay stored and synced (a store that refused one copy would leave two nodes holding
+//! different copies and offering them to each other forever); the model folds every copy
+//! of one event as one, keeping the copy with the smallest entry id, so a replay changes
+//! no state.
 //! [`ReplayGuard`] reports a re-sealed copy for callers that want to log or score it.
 
 use crate::epoch::{EpochKeys, KeyId, Keyring, RelayToken};
 use crate::keys::{DeviceKeys, verify_cert};
 use caucus_proto::{
-    BODY_VERSION, Body, DecodeError, DeviceKey, ENVELOPE_VERSION, EncodeError, EntryId, Envelope,
-    EnvelopeHeader, GroupId, Hlc, IdentityKey, Operation, Signature,
+    BODY_VERSION, Body, Chain, DecodeError, DeviceKey, ENVELOPE_VERSION, EncodeError, EntryId,
+    Envelope, EnvelopeHeader, EventId, GroupId, Hlc, IdentityKey, Operation, Signature,
 };
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
@@ -103,6 +105,10 @@ pub enum OpenError {
     /// `DeviceLinked` entry arrives.
     #[error("unknown device")]
     UnknownDevice,
+    /// A `DeviceLinked` entry carries a certificate its identity did not sign (or one
+    /// with unusable keys): no one may bind a device to an identity but that identity.
+    #[error("device certificate does not verify")]
+    BadCertificate,
     /// The same signed body was already stored under another entry id (a re-sealed copy).
     #[error("replayed body: already stored as entry {original}")]
     Replayed {
@@ -111,15 +117,15 @@ pub enum OpenError {
     },
 }
 
-/// Name of a signed body: BLAKE3 (keyed by domain) of [`Body::signed_bytes`].
+/// Name of a signed body: its [`EventId`] (BLAKE3 of [`Body::event_bytes`]), shared by
+/// every re-sealed copy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BodyId(pub [u8; 32]);
 
 impl BodyId {
-    fn of_signed(signed: &[u8]) -> Self {
-        let mut h = blake3::Hasher::new_derive_key("caucus v1 body id");
-        h.update(signed);
-        Self(*h.finalize().as_bytes())
+    /// The body id as the event id the model and the chains use.
+    pub fn event_id(&self) -> EventId {
+        EventId(self.0)
     }
 }
 
@@ -167,25 +173,43 @@ pub(crate) fn tests_proof_message(header_ad: &[u8], ciphertext: &[u8]) -> Vec<u8
     proof_message(header_ad, ciphertext)
 }
 
-/// Seals one operation as an entry of `keys`' group and epoch, signed by `device`.
+/// Seals one operation as an entry of `keys`' group and epoch, signed by `device`, at
+/// `chain`'s place in the device's chain.
 pub fn seal<R: CryptoRng + ?Sized>(
     group: &GroupId,
     keys: &EpochKeys,
     device: &DeviceKeys,
+    chain: Chain,
     hlc: Hlc,
     op: Operation,
     rng: &mut R,
 ) -> Result<Envelope, SealError> {
+    Ok(seal_event(group, keys, device, chain, hlc, op, rng)?.0)
+}
+
+/// [`seal`], also returning the event id of the sealed body (what the device's next
+/// entry names as its `prev`).
+pub fn seal_event<R: CryptoRng + ?Sized>(
+    group: &GroupId,
+    keys: &EpochKeys,
+    device: &DeviceKeys,
+    chain: Chain,
+    hlc: Hlc,
+    op: Operation,
+    rng: &mut R,
+) -> Result<(Envelope, EventId), SealError> {
     if keys.group() != *group {
         return Err(SealError::WrongGroup);
     }
     let epoch = keys.epoch();
     let author = device.author();
-    let signed = Body::signed_bytes_for(group, epoch, &author, &hlc, &op)?;
-    let signature = device.sign(&signed);
+    let event_bytes = Body::event_bytes_for(&author, &chain, &hlc, &op)?;
+    let event = EventId::of_event_bytes(&event_bytes);
+    let signature = device.sign(&Body::signed_bytes_of(group, epoch, &event_bytes));
     let body = Body {
         version: BODY_VERSION,
         author,
+        chain,
         hlc,
         op,
         signature,
@@ -215,11 +239,14 @@ pub fn seal<R: CryptoRng + ?Sized>(
             .sign(&proof_message(&ad, &ciphertext))
             .to_bytes(),
     );
-    Ok(Envelope {
-        header,
-        ciphertext,
-        proof,
-    })
+    Ok((
+        Envelope {
+            header,
+            ciphertext,
+            proof,
+        },
+        event,
+    ))
 }
 
 /// The relay-side check: was this envelope made by someone holding the epoch secret of
@@ -247,6 +274,7 @@ fn check_proof(envelope: &Envelope, ad: &[u8], key: &VerifyingKey) -> Result<(),
 struct Decrypted<'k> {
     body: Body,
     signed: Vec<u8>,
+    event: EventId,
     keys: &'k EpochKeys,
 }
 
@@ -284,21 +312,31 @@ fn decrypt<'k>(
             .map_err(|_| OpenError::Aead)?,
     );
     let body = Body::decode(&plaintext).map_err(OpenError::MalformedBody)?;
-    let signed = body
-        .signed_bytes(&envelope.header.group, envelope.header.epoch)
+    let event_bytes = body
+        .event_bytes()
         .map_err(|e| OpenError::MalformedBody(DecodeError::Malformed(e.to_string())))?;
-    Ok(Decrypted { body, signed, keys })
+    let event = EventId::of_event_bytes(&event_bytes);
+    let signed = Body::signed_bytes_of(&envelope.header.group, envelope.header.epoch, &event_bytes);
+    Ok(Decrypted {
+        body,
+        signed,
+        event,
+        keys,
+    })
 }
 
 fn check_author(body: &Body, directory: &dyn DeviceDirectory) -> Result<(), OpenError> {
+    // Every certificate is checked, whoever carries it: an admin linking a device to
+    // another member cannot bind a key that member's identity did not sign.
+    if let Operation::DeviceLinked { cert } = &body.op {
+        verify_cert(cert).map_err(|_| OpenError::BadCertificate)?;
+    }
     match directory.identity_of(&body.author.device) {
         Some(identity) if identity == body.author.identity => Ok(()),
         Some(_) => Err(OpenError::AuthorMismatch),
         None => match &body.op {
             // A device introducing itself: its certificate, carried in the entry, binds it.
-            Operation::DeviceLinked { cert }
-                if cert.device == body.author.device && verify_cert(cert).is_ok() =>
-            {
+            Operation::DeviceLinked { cert } if cert.device == body.author.device => {
                 if cert.identity == body.author.identity {
                     Ok(())
                 } else {
@@ -312,7 +350,7 @@ fn check_author(body: &Body, directory: &dyn DeviceDirectory) -> Result<(), Open
 
 fn finish(d: Decrypted<'_>, envelope: &Envelope) -> OpenedBody {
     OpenedBody {
-        body_id: BodyId::of_signed(&d.signed),
+        body_id: BodyId(d.event.0),
         body: d.body,
         epoch: envelope.header.epoch,
         key_id: d.keys.key_id(),

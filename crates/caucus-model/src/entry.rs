@@ -1,7 +1,7 @@
 //! The model's input: an entry already opened and verified by `caucus-crypto`, and the
 //! total order in which entries are folded.
 
-use caucus_proto::{Author, Body, DeviceKey, EntryId, Hlc, Operation};
+use caucus_proto::{Author, Body, Chain, DeviceKey, EntryId, EventId, Hlc, Operation};
 use serde::Serialize;
 
 /// An entry as the model sees it: opened, decoded and signature-checked by the crypto
@@ -14,10 +14,16 @@ pub struct OpenedEntry {
     pub id: EntryId,
     /// Who wrote it: organizer identity and signing device.
     pub author: Author,
+    /// The event the body names ([`Body::event_id`]): shared by re-sealed copies, named
+    /// by the device's next entry and by authority heads.
+    pub event: EventId,
+    /// Its place in its device's chain and, for an authority entry, the heads it was
+    /// made on.
+    pub chain: Chain,
     /// The author's hybrid logical clock when writing it.
     pub hlc: Hlc,
-    /// The epoch whose key sealed it. Carried for the crypto and sync layers; the fold
-    /// itself does not look at it.
+    /// The epoch whose key sealed it: an epoch key delivery must be sealed under the
+    /// epoch before the one it delivers.
     pub epoch: u64,
     /// What it says.
     pub op: Operation,
@@ -27,9 +33,13 @@ impl OpenedEntry {
     /// The model's view of an opened body: its entry id, the epoch it was sealed under,
     /// and the body's author, clock and operation (the signature was checked already).
     pub fn new(id: EntryId, epoch: u64, body: Body) -> OpenedEntry {
+        // A decoded body always encodes; the entry id stands in if it ever did not.
+        let event = body.event_id().unwrap_or(EventId(id.0));
         OpenedEntry {
             id,
             author: body.author,
+            event,
+            chain: body.chain,
             hlc: body.hlc,
             epoch,
             op: body.op,
@@ -49,7 +59,8 @@ impl OpenedEntry {
     /// The events this entry stands for: itself, or each record of an
     /// [`Operation::Records`] entry as an entry of its own, named
     /// [`EntryId::of_record`] and stamped with the entry's clock advanced by its index
-    /// ([`Hlc::nth`]). The fold sees only these.
+    /// ([`Hlc::nth`]); records keep the entry's event id and chain (they are one place
+    /// in the device's chain). The fold sees only these.
     pub fn records(self) -> Vec<OpenedEntry> {
         match self.op {
             Operation::Records { ops } => ops
@@ -58,6 +69,8 @@ impl OpenedEntry {
                 .map(|(i, op)| OpenedEntry {
                     id: EntryId::of_record(&self.id, i as u32),
                     author: self.author,
+                    event: self.event,
+                    chain: self.chain.clone(),
                     hlc: self.hlc.nth(i as u32),
                     epoch: self.epoch,
                     op,

@@ -1,109 +1,83 @@
-//! Applying one entry to the state: authorization first, then the merge rule of its
-//! operation.
+//! Applying one entry to the content state: authorization first (from the authority
+//! [`Resolution`]), then the merge rule of its operation.
 //!
-//! [`View`] is the state derived from the entries applied so far, in fold order. The
-//! fold calls [`View::apply`] once per entry, in increasing [`crate::FoldKey`] order,
-//! so "the membership at that point" is simply the membership in the view, and "last
-//! writer wins" is simply "the later `apply` overwrites". Nothing here looks at the
-//! wall clock; the whole module is a pure function of the ordered entries.
+//! [`View`] is the content state derived from the entries applied so far, in fold order.
+//! The fold calls [`View::apply`] once per entry, in increasing [`crate::FoldKey`] order,
+//! so "last writer wins" is simply "the later `apply` overwrites". Who may write is not
+//! a matter of that order: the resolution decided it from the device chains and the
+//! authority graph (see `authority`). Nothing here looks at the wall clock; the whole
+//! module is a pure function of the ordered entries and the resolution.
 
+use crate::authority::Resolution;
 use crate::entry::{FoldKey, OpenedEntry};
 use crate::outcome::{Reason, Rejection};
-use crate::records::{
-    Campaign, Contact, Device, EpochDelivery, Followup, Member, NoteKey, NoteRecord, Notice, Stamp,
-};
+use crate::records::{Campaign, Contact, Followup, NoteKey, NoteRecord, Notice, Stamp};
 use caucus_proto::{
-    ContactField, ContactId, Day, DeviceKey, EntryId, FollowupId, Hlc, IdentityKey, NoticeId,
-    Operation, Role,
+    ContactField, ContactId, Day, EntryId, FollowupId, Hlc, IdentityKey, NoticeId, Operation, Role,
 };
 use std::collections::BTreeMap;
 
-/// The state derived from the entries applied so far.
+/// The content state derived from the entries applied so far.
 #[derive(Clone, Debug)]
 pub(crate) struct View {
     pub(crate) founder: IdentityKey,
-    pub(crate) members: BTreeMap<IdentityKey, Member>,
-    pub(crate) devices: BTreeMap<DeviceKey, Device>,
     pub(crate) contacts: BTreeMap<ContactId, Contact>,
     pub(crate) notes: BTreeMap<ContactId, BTreeMap<NoteKey, NoteRecord>>,
     pub(crate) followups: BTreeMap<FollowupId, Followup>,
     pub(crate) notices: BTreeMap<NoticeId, Notice>,
-    pub(crate) epochs: BTreeMap<u64, Vec<EpochDelivery>>,
     pub(crate) group_name: Option<String>,
     pub(crate) campaign: Option<Campaign>,
     /// Diagnostics only; not part of the state hash.
     pub(crate) rejected: BTreeMap<EntryId, Rejection>,
-    /// The greatest fold key of an applied entry that changed who may write (member
-    /// added, removed or re-roled, device linked or revoked).
-    pub(crate) last_authority_change: Option<FoldKey>,
 }
 
 impl View {
-    /// The state before any entry: the founder is the one member, an admin.
+    /// The state before any entry.
     pub(crate) fn new(founder: IdentityKey) -> View {
-        let mut members = BTreeMap::new();
-        members.insert(
-            founder,
-            Member {
-                identity: founder,
-                name: String::new(),
-                role: Role::Admin,
-                removed: None,
-            },
-        );
         View {
             founder,
-            members,
-            devices: BTreeMap::new(),
             contacts: BTreeMap::new(),
             notes: BTreeMap::new(),
             followups: BTreeMap::new(),
             notices: BTreeMap::new(),
-            epochs: BTreeMap::new(),
             group_name: None,
             campaign: None,
             rejected: BTreeMap::new(),
-            last_authority_change: None,
         }
     }
 
     /// Whether `e` may be applied now although entries after it in the fold order have
-    /// been applied already, with the same result as folding everything again.
-    ///
-    /// True for notes, acknowledgements and contact field edits when no entry after `e`
-    /// changed who may write: then the authorization of `e` is the same now as at its
-    /// place in the order, no other entry's outcome depends on `e`, and its merge is
-    /// order-free (notes and acks are sets; contact fields compare fold keys).
+    /// been applied already, with the same result as folding everything again: notes,
+    /// acknowledgements and contact field edits, whose merge is order-free (notes and
+    /// acks are sets; contact fields compare fold keys). Authorization does not depend
+    /// on the order.
     pub(crate) fn can_apply_late(&self, e: &OpenedEntry) -> bool {
         matches!(
             e.op,
             Operation::NoteAdded { .. }
                 | Operation::NoticeAcked { .. }
                 | Operation::ContactSet { .. }
-        ) && self.authority_unchanged_after(e)
-    }
-
-    /// Whether no entry applied after `e`'s place changed who may write (so `e` is
-    /// authorized now as it would be at its place).
-    pub(crate) fn authority_unchanged_after(&self, e: &OpenedEntry) -> bool {
-        self.last_authority_change.is_none_or(|k| k < e.fold_key())
+        )
     }
 
     /// Applies one entry, or records why it has no effect.
-    pub(crate) fn apply(&mut self, e: &OpenedEntry) -> Result<(), Reason> {
-        let result = self.check(e).and_then(|role| self.apply_checked(e, role));
-        if result.is_ok()
-            && matches!(
-                e.op,
-                Operation::MemberAdded { .. }
-                    | Operation::MemberRemoved { .. }
-                    | Operation::RoleChanged { .. }
-                    | Operation::DeviceLinked { .. }
-                    | Operation::DeviceRevoked { .. }
-            )
-        {
-            self.last_authority_change = self.last_authority_change.max(Some(e.fold_key()));
-        }
+    pub(crate) fn apply(&mut self, e: &OpenedEntry, auth: &Resolution) -> Result<(), Reason> {
+        let result = if e.op.is_authority() {
+            auth.status
+                .get(&e.id)
+                .copied()
+                .unwrap_or(Err(Reason::AwaitingAuthority))
+        } else {
+            auth.content(e).and_then(|role| {
+                if let Err(err) = e.op.validate() {
+                    return Err(Reason::Invalid(match err {
+                        caucus_proto::codec::EncodeError::Invalid(why) => why,
+                        _ => "operation does not encode",
+                    }));
+                }
+                self.apply_checked(e, role)
+            })
+        };
         if let Err(reason) = result {
             self.rejected.insert(
                 e.id,
@@ -115,40 +89,6 @@ impl View {
             );
         }
         result
-    }
-
-    /// Who may write at all: a current member, from a linked device that is not
-    /// revoked, or a device introducing itself. Returns the author's role.
-    fn check(&self, e: &OpenedEntry) -> Result<Role, Reason> {
-        if let Err(err) = e.op.validate() {
-            return Err(Reason::Invalid(match err {
-                caucus_proto::codec::EncodeError::Invalid(why) => why,
-                _ => "operation does not encode",
-            }));
-        }
-        let member = self
-            .members
-            .get(&e.author.identity)
-            .filter(|m| m.is_current())
-            .ok_or(Reason::NotAMember)?;
-        match self.devices.get(&e.author.device) {
-            Some(d) if d.cert.identity == e.author.identity => {
-                if d.revoked.is_some() {
-                    return Err(Reason::DeviceRevoked);
-                }
-            }
-            _ => {
-                let introduces_itself = matches!(
-                    &e.op,
-                    Operation::DeviceLinked { cert }
-                        if cert.device == e.author.device && cert.identity == e.author.identity
-                );
-                if !introduces_itself {
-                    return Err(Reason::DeviceNotLinked);
-                }
-            }
-        }
-        Ok(member.role)
     }
 
     fn stamp(e: &OpenedEntry) -> Stamp {
@@ -169,11 +109,7 @@ impl View {
         c
     }
 
-    fn current_member(&self, who: &IdentityKey) -> bool {
-        self.members.get(who).is_some_and(Member::is_current)
-    }
-
-    /// The role and target checks of each operation, then its merge rule.
+    /// The role and target checks of each content operation, then its merge rule.
     fn apply_checked(&mut self, e: &OpenedEntry, role: Role) -> Result<(), Reason> {
         let admin = role == Role::Admin;
         let admin_only = |what: &'static str| {
@@ -313,77 +249,14 @@ impl View {
                     .ok_or(Reason::UnknownNotice)?;
                 n.acks.insert(e.author.identity);
             }
-            Operation::MemberAdded { member, name, role } => {
-                admin_only("add members")?;
-                self.members.insert(
-                    *member,
-                    Member {
-                        identity: *member,
-                        name: name.clone(),
-                        role: *role,
-                        removed: None,
-                    },
-                );
-            }
-            Operation::MemberRemoved { member } => {
-                admin_only("remove members")?;
-                let stamp = Self::stamp(e);
-                let m = self
-                    .members
-                    .get_mut(member)
-                    .filter(|m| m.is_current())
-                    .ok_or(Reason::TargetNotAMember)?;
-                m.removed = Some(stamp);
-            }
-            Operation::RoleChanged { member, role } => {
-                admin_only("change roles")?;
-                let m = self
-                    .members
-                    .get_mut(member)
-                    .filter(|m| m.is_current())
-                    .ok_or(Reason::TargetNotAMember)?;
-                m.role = *role;
-            }
-            Operation::DeviceLinked { cert } => {
-                if !admin && cert.identity != e.author.identity {
-                    return Err(Reason::NotTheirOwn("link devices"));
-                }
-                if !self.current_member(&cert.identity) {
-                    return Err(Reason::TargetNotAMember);
-                }
-                match self.devices.get_mut(&cert.device) {
-                    Some(d) if d.revoked.is_some() => return Err(Reason::DeviceWasRevoked),
-                    Some(d) if d.cert.identity != cert.identity => {
-                        return Err(Reason::DeviceOfAnotherMember);
-                    }
-                    Some(d) => d.cert = cert.clone(),
-                    None => {
-                        self.devices.insert(
-                            cert.device,
-                            Device {
-                                cert: cert.clone(),
-                                revoked: None,
-                            },
-                        );
-                    }
-                }
-            }
-            Operation::DeviceRevoked { device } => {
-                let stamp = Self::stamp(e);
-                let d = self.devices.get_mut(device).ok_or(Reason::UnknownDevice)?;
-                if !admin && d.cert.identity != e.author.identity {
-                    return Err(Reason::NotTheirOwn("revoke devices"));
-                }
-                d.revoked.get_or_insert(stamp);
-            }
-            Operation::EpochKeyDelivered { epoch, deliveries } => {
-                admin_only("deliver epoch keys")?;
-                self.epochs.entry(*epoch).or_default().push(EpochDelivery {
-                    entry: e.id,
-                    author: e.author,
-                    hlc: e.hlc,
-                    deliveries: deliveries.clone(),
-                });
+            // Decided by the authority resolution before the content fold.
+            Operation::MemberAdded { .. }
+            | Operation::MemberRemoved { .. }
+            | Operation::RoleChanged { .. }
+            | Operation::DeviceLinked { .. }
+            | Operation::DeviceRevoked { .. }
+            | Operation::EpochKeyDelivered { .. } => {
+                return Err(Reason::Invalid("authority entries are not content"));
             }
             Operation::GroupNamed { name } => {
                 admin_only("name the group")?;

@@ -61,6 +61,38 @@ pub enum Reason {
     /// The follow-up acted on has not been set (at that point in the order).
     #[error("unknown follow-up")]
     UnknownFollowup,
+    /// Written by a device after its cut: its member was removed or it was revoked, and
+    /// the entry is not one the remover had seen (whatever its clock or epoch).
+    #[error("written after its device was cut off (member removed or device revoked)")]
+    BeyondCut,
+    /// The device wrote two different entries at one place of its chain.
+    #[error("its device wrote two different entries at one place of its chain")]
+    Forked,
+    /// Under a cut, but the device's chain down to it is not all held yet.
+    #[error("waits for earlier entries of its device")]
+    AwaitingChain,
+    /// Names authority entries (heads) not held yet.
+    #[error("waits for the authority entries it was made on")]
+    AwaitingAuthority,
+    /// A device introducing itself when its identity already has a device here.
+    #[error("only an identity's first device may introduce itself")]
+    NotFirstDevice,
+    /// A device key linked again with another certificate: a changed key is a new device.
+    #[error("a device is linked with one certificate for good; a new key is a new device")]
+    DeviceKeyChanged,
+    /// A cut that names less of a device's chain than its writer's past shows.
+    #[error("a cut names less of a device's chain than its writer had seen")]
+    CutBelowSeen,
+    /// An epoch delivery that is not for the epoch after its past's current one, or not
+    /// sealed under that current one.
+    #[error("an epoch key must be for the next epoch, sealed under the current one")]
+    EpochNotNext,
+    /// An epoch delivery that does not reach exactly its past's current devices.
+    #[error("an epoch key must reach exactly the current devices")]
+    WrongRecipients,
+    /// An epoch delivery made without every concurrent delivery of the epoch before it.
+    #[error("an epoch key must follow every concurrent change of the epoch before it")]
+    EpochNotSettled,
 }
 
 impl Reason {
@@ -74,7 +106,16 @@ impl Reason {
                 | Reason::DeviceRevoked
                 | Reason::AdminOnly(_)
                 | Reason::NotTheirOwn(_)
+                | Reason::BeyondCut
+                | Reason::Forked
+                | Reason::NotFirstDevice
         )
+    }
+
+    /// Whether the entry may count once more entries arrive (it waits for its device's
+    /// chain or for the authority entries it names), as opposed to refused as it stands.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, Reason::AwaitingChain | Reason::AwaitingAuthority)
     }
 }
 

@@ -236,10 +236,15 @@ impl Member {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Device {
-    /// The identity's certificate for the device (keys and label); the last link wins.
+    /// The identity's certificate for the device (keys and label), fixed at its first
+    /// link: a changed key is a new device.
     pub cert: DeviceCert,
-    /// Set once revoked. Permanent: a revoked key is never linked again.
+    /// Set once revoked (or its member removed). Permanent: a revoked key is never
+    /// linked again.
     pub revoked: Option<Stamp>,
+    /// Whether it was its identity's first device in the group: the one that ran `init`
+    /// and holds the identity key (a seized one compromises the identity).
+    pub first: bool,
 }
 
 /// One `EpochKeyDelivered` entry by an admin, as the crypto layer needs it.

@@ -21,15 +21,18 @@
 //! holds the copy with the smallest entry id: a replayed note never appears twice, and
 //! replicas holding the same copies (in any order) agree on every id in the state.
 
+use crate::authority::{Chains, Resolution, resolve};
 use crate::entry::{FoldKey, OpenedEntry};
 use crate::fold::View;
 use crate::outcome::{Outcome, Rejection};
 use crate::records::{
     Campaign, Contact, Device, EpochDelivery, Followup, Member, NoteRecord, Notice,
 };
-use caucus_proto::{ContactId, DeviceCert, DeviceKey, EntryId, FollowupId, IdentityKey, NoticeId};
+use caucus_proto::{
+    ContactId, Cut, DeviceCert, DeviceKey, EntryId, EventId, FollowupId, IdentityKey, NoticeId,
+};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The organizing state of one group: a deterministic function of the set of entries
 /// inserted, whatever their order and however often each was inserted.
@@ -46,7 +49,13 @@ pub struct State {
     /// Each `Records` entry inserted, to its number of records (held in `log` one by
     /// one, under [`EntryId::of_record`]).
     packed: BTreeMap<EntryId, u32>,
-    /// The state derived from `log`.
+    /// Every event held, per device chain (a `Records` entry is one place).
+    chains: Chains,
+    /// Fold keys of the authority entries in `log`.
+    authority: BTreeSet<FoldKey>,
+    /// Who may do what, resolved from the authority entries and the chains.
+    resolution: Resolution,
+    /// The content state derived from `log`.
     view: View,
     /// How many times the whole log was folded again (diagnostics).
     refolds: u64,
@@ -111,13 +120,16 @@ impl<V: Clone> Clone for HashCache<V> {
     }
 }
 
-/// BLAKE3 of what an entry says, whatever envelope carries it: author, clock, operation.
+/// What names one event (or one record of a `Records` event), whatever envelope carries
+/// it: the event id, and for a record its clock.
 type EventDigest = [u8; 32];
 
 fn event_digest(e: &OpenedEntry) -> EventDigest {
+    // Records of one entry share its event id and differ by clock (`Hlc::nth`).
     let mut h = blake3::Hasher::new();
-    h.update(b"caucus-model event v1");
-    feed(&mut h, &(e.author, e.hlc, &e.op));
+    h.update(b"caucus-model event v2");
+    h.update(&e.event.0);
+    feed(&mut h, &e.hlc);
     *h.finalize().as_bytes()
 }
 
@@ -125,8 +137,9 @@ fn event_digest(e: &OpenedEntry) -> EventDigest {
 enum Hold {
     /// The entry, or a copy with a smaller id, was already held.
     Known,
-    /// A new event, now in the log at this key.
-    New(FoldKey),
+    /// A new event, now in the log at this key; `true` if authority must be resolved
+    /// again.
+    New(FoldKey, bool),
     /// A copy with a smaller id than the one held replaced it; the view is stale.
     Replaced,
 }
@@ -141,6 +154,9 @@ impl State {
             events: BTreeMap::new(),
             copies: BTreeMap::new(),
             packed: BTreeMap::new(),
+            chains: Chains::default(),
+            authority: BTreeSet::new(),
+            resolution: Resolution::empty(founder),
             view: View::new(founder),
             refolds: 0,
             note_digests: HashCache::default(),
@@ -172,6 +188,7 @@ impl State {
             Some(held) => {
                 if let Some(old) = self.ids.remove(&held) {
                     self.log.remove(&old);
+                    self.authority.remove(&old);
                 }
                 self.copies.insert(held, digest);
                 true
@@ -179,24 +196,41 @@ impl State {
             None => false,
         };
         let key = entry.fold_key();
+        // Whether who may write could change: a new authority entry, or a new place in a
+        // chain that forks it or lies under a cut.
+        let device = entry.author.device;
+        let resolve = entry.op.is_authority()
+            || self.resolution.cuts.contains_key(&device)
+            || self.resolution.forks.contains_key(&device)
+            || self.chains.would_fork(
+                &device,
+                entry.chain.seq,
+                &entry.event,
+                entry.chain.prev.as_ref(),
+            );
+        self.chains
+            .add(device, entry.chain.seq, entry.event, entry.chain.prev);
+        if entry.op.is_authority() {
+            self.authority.insert(key);
+        }
         self.events.insert(digest, entry.id);
         self.ids.insert(entry.id, key);
         self.log.insert(key, entry);
         if replaced {
             Hold::Replaced
         } else {
-            Hold::New(key)
+            Hold::New(key, resolve)
         }
     }
 
     /// Adds one entry. Applies it at once when it sorts after every entry held (or
-    /// merges regardless of order, see the module docs), otherwise folds all entries
-    /// again.
+    /// merges regardless of order, see the module docs) and changes no one's authority,
+    /// otherwise resolves authority and folds all entries again.
     ///
     /// Returns what became of this entry. Inserting an entry can change what becomes of
-    /// entries after it in the order (for example a `MemberAdded` that arrives late
-    /// makes that member's entries count); [`State::status`] and [`State::rejected`]
-    /// always tell the current status.
+    /// other entries (for example a `MemberAdded` that arrives late makes that member's
+    /// entries count); [`State::status`] and [`State::rejected`] always tell the current
+    /// status.
     pub fn insert(&mut self, entry: OpenedEntry) -> Outcome {
         if matches!(entry.op, caucus_proto::Operation::Records { .. }) {
             let id = entry.id;
@@ -213,12 +247,14 @@ impl State {
                 self.refold();
                 Outcome::Duplicate
             }
-            Hold::New(key) => {
+            Hold::New(key, resolve) => {
                 let Some(e) = self.log.get(&key) else {
                     return Outcome::Duplicate;
                 };
-                if last_before.is_none_or(|last| last < key) || self.can_apply_late(&key, e) {
-                    match self.view.apply(e) {
+                if !resolve
+                    && (last_before.is_none_or(|last| last < key) || self.can_apply_late(&key, e))
+                {
+                    match self.view.apply(e, &self.resolution) {
                         Ok(()) => Outcome::Applied,
                         Err(reason) => Outcome::Rejected(reason),
                     }
@@ -234,6 +270,7 @@ impl State {
     pub fn extend(&mut self, entries: impl IntoIterator<Item = OpenedEntry>) -> usize {
         let mut new_keys = Vec::new();
         let mut replaced = false;
+        let mut resolve = false;
         let last_before = self.log.last_key_value().map(|(k, _)| *k);
         let packed = &mut self.packed;
         let records = entries.into_iter().flat_map(|entry| {
@@ -247,14 +284,17 @@ impl State {
             match self.hold(entry) {
                 Hold::Known => {}
                 Hold::Replaced => replaced = true,
-                Hold::New(key) => new_keys.push(key),
+                Hold::New(key, r) => {
+                    resolve |= r;
+                    new_keys.push(key);
+                }
             }
         }
         let added = new_keys.len();
         match last_before {
             // Nothing was held before: one fold.
             None => self.fold_all(),
-            Some(_) if replaced => self.refold(),
+            Some(_) if replaced || resolve => self.refold(),
             Some(last) => {
                 // As if inserted one by one in fold order ([`State::insert`]): each entry
                 // after everything applied, or one that merges regardless of order, is
@@ -267,7 +307,7 @@ impl State {
                     };
                     if key > tail || self.can_apply_late(&key, e) {
                         // Rejections are recorded in the view.
-                        let _ = self.view.apply(e);
+                        let _ = self.view.apply(e, &self.resolution);
                         tail = tail.max(key);
                     } else {
                         self.refold();
@@ -282,8 +322,7 @@ impl State {
     /// Whether `e`, held at `key` with entries after it already applied, may be applied
     /// now with the result of a full fold: the view's rule (notes, acks, contact edits),
     /// or a notice or follow-up operation when no entry after it is about the same
-    /// notice or follow-up (their outcome depends on order only among those) and no entry
-    /// after it changed who may write.
+    /// notice or follow-up (their outcome depends on order only among those).
     fn can_apply_late(&self, key: &FoldKey, e: &OpenedEntry) -> bool {
         if self.view.can_apply_late(e) {
             return true;
@@ -291,11 +330,9 @@ impl State {
         let Some(subject) = Subject::of(&e.op) else {
             return false;
         };
-        self.view.authority_unchanged_after(e)
-            && self
-                .log
-                .range((std::ops::Bound::Excluded(*key), std::ops::Bound::Unbounded))
-                .all(|(_, later)| Subject::of(&later.op) != Some(subject))
+        self.log
+            .range((std::ops::Bound::Excluded(*key), std::ops::Bound::Unbounded))
+            .all(|(_, later)| Subject::of(&later.op) != Some(subject))
     }
 
     fn refold(&mut self) {
@@ -306,10 +343,14 @@ impl State {
     fn fold_all(&mut self) {
         self.note_digests.clear();
         self.contact_bytes.clear();
+        let authority: Vec<&OpenedEntry> = (self.authority.iter())
+            .filter_map(|k| self.log.get(k))
+            .collect();
+        self.resolution = resolve(self.view.founder, &authority, &self.chains);
         let mut view = View::new(self.view.founder);
         for e in self.log.values() {
             // Rejections are recorded in the view.
-            let _ = view.apply(e);
+            let _ = view.apply(e, &self.resolution);
         }
         self.view = view;
     }
@@ -391,18 +432,18 @@ impl State {
 
     /// A member, current or removed.
     pub fn member(&self, identity: &IdentityKey) -> Option<&Member> {
-        self.view.members.get(identity)
+        self.resolution.members.get(identity)
     }
 
     /// Every member ever added (removed ones included, see [`Member::is_current`]),
     /// by identity key.
     pub fn members(&self) -> impl Iterator<Item = &Member> {
-        self.view.members.values()
+        self.resolution.members.values()
     }
 
     /// The current members.
     pub fn current_members(&self) -> impl Iterator<Item = &Member> {
-        self.view.members.values().filter(|m| m.is_current())
+        self.resolution.members.values().filter(|m| m.is_current())
     }
 
     /// Whether `identity` is a current member.
@@ -412,7 +453,7 @@ impl State {
 
     /// A device ever linked, revoked or not.
     pub fn device(&self, device: &DeviceKey) -> Option<&Device> {
-        self.view.devices.get(device)
+        self.resolution.devices.get(device)
     }
 
     /// The identity a device is certified to, for every device ever linked (revoked
@@ -424,7 +465,7 @@ impl State {
 
     /// Every device ever linked to `identity`, revoked ones included.
     pub fn devices_of<'a>(&'a self, identity: &'a IdentityKey) -> impl Iterator<Item = &'a Device> {
-        self.view
+        self.resolution
             .devices
             .values()
             .filter(move |d| d.cert.identity == *identity)
@@ -434,7 +475,7 @@ impl State {
     /// with their X25519 keys in the certificate. The crypto layer seals new epoch keys
     /// to exactly these.
     pub fn current_devices(&self) -> impl Iterator<Item = &DeviceCert> {
-        self.view
+        self.resolution
             .devices
             .values()
             .filter(|d| d.revoked.is_none() && self.is_member(&d.cert.identity))
@@ -450,19 +491,102 @@ impl State {
                 .is_some_and(|d| d.cert.identity == *identity && d.revoked.is_none())
     }
 
-    /// Every epoch key delivery by an authorized admin, by epoch number, each epoch's
-    /// deliveries in fold order. Choosing between conflicting deliveries of one epoch is
-    /// the crypto layer's business.
+    /// Every valid epoch key delivery, by epoch number, each epoch's deliveries in
+    /// topological order of the authority graph (see the crate docs: the smallest event
+    /// id among an epoch's deliveries wins).
     pub fn epoch_deliveries(&self) -> &BTreeMap<u64, Vec<EpochDelivery>> {
-        &self.view.epochs
+        &self.resolution.epochs
     }
 
-    /// The highest epoch number delivered by an authorized admin; 0 before any.
+    /// The current epoch: 1 (the founding key) until the first valid delivery, then the
+    /// highest epoch delivered along the one chain of epochs.
     pub fn current_epoch(&self) -> u64 {
-        self.view
+        self.resolution.epoch.number
+    }
+
+    /// The delivery of the current epoch that wins (the smallest event id among its
+    /// valid deliveries); `None` for the founding epoch.
+    pub fn epoch_winner(&self) -> Option<&EpochDelivery> {
+        let winner = self.resolution.epoch.winner?;
+        self.resolution
             .epochs
-            .last_key_value()
-            .map_or(0, |(epoch, _)| *epoch)
+            .get(&self.resolution.epoch.number)?
+            .iter()
+            .find(|d| d.entry == winner)
+    }
+
+    /// Whether every delivery of the current epoch reaches the same devices. When not,
+    /// concurrent epoch changes disagree on who may read: nodes seal nothing until an
+    /// admin delivers the next epoch on all of them (`Node` does so at its next write).
+    pub fn epoch_settled(&self) -> bool {
+        self.resolution.epoch.settled
+    }
+
+    // ---- chains and authority heads ----
+
+    /// The highest place held in a device's chain in this group: its sequence number and
+    /// event id. A device's next entry takes `seq + 1` and names this event as `prev`.
+    pub fn chain_tip(&self, device: &DeviceKey) -> Option<(u64, EventId)> {
+        self.chains.tip(device)
+    }
+
+    /// The chain position a new entry by `device` takes: after its tip, naming the
+    /// current authority heads if `op` is an authority operation.
+    pub fn next_chain(
+        &self,
+        device: &DeviceKey,
+        op: &caucus_proto::Operation,
+    ) -> caucus_proto::Chain {
+        let heads = if op.is_authority() {
+            self.authority_heads().to_vec()
+        } else {
+            Vec::new()
+        };
+        match self.chain_tip(device) {
+            Some((seq, event)) => caucus_proto::Chain {
+                seq: seq.saturating_add(1),
+                prev: Some(event),
+                heads,
+            },
+            None => caucus_proto::Chain::first(heads),
+        }
+    }
+
+    /// The authority entries held that no other held authority entry has in its past:
+    /// what a new authority entry is made on.
+    pub fn authority_heads(&self) -> &[EventId] {
+        &self.resolution.heads
+    }
+
+    /// Devices that wrote two different entries at one place of their chain
+    /// (equivocation), with the lowest such place: their entries from there on are
+    /// refused. Shown to admins.
+    pub fn forks(&self) -> impl Iterator<Item = (DeviceKey, u64)> + '_ {
+        self.resolution.forks.iter().map(|(d, s)| (*d, *s))
+    }
+
+    /// Where a revocation of `device` written now cuts it: the last entry of it held.
+    pub fn cut_of(&self, device: &DeviceKey) -> Cut {
+        match self.chain_tip(device) {
+            Some((seq, head)) => Cut {
+                device: *device,
+                seq,
+                head: Some(head),
+            },
+            None => Cut {
+                device: *device,
+                seq: 0,
+                head: None,
+            },
+        }
+    }
+
+    /// The cuts a removal (or role change) of `member` written now records: one per
+    /// device ever linked to them, sorted by device.
+    pub fn cuts_of(&self, member: &IdentityKey) -> Vec<Cut> {
+        self.devices_of(member)
+            .map(|d| self.cut_of(&d.cert.device))
+            .collect()
     }
 
     // ---- group ----
@@ -547,8 +671,8 @@ impl State {
         feed(&mut h, &v.founder);
         feed(&mut h, &v.group_name);
         feed(&mut h, &v.campaign);
-        feed_map(&mut h, &v.members);
-        feed_map(&mut h, &v.devices);
+        feed_map(&mut h, &self.resolution.members);
+        feed_map(&mut h, &self.resolution.devices);
         // As `feed_map`, reusing the encoding of each contact unchanged since last time.
         h.update(&(v.contacts.len() as u64).to_le_bytes());
         let mut cached = self.contact_bytes.lock();
@@ -583,8 +707,8 @@ impl State {
         drop(digests);
         feed_map(&mut h, &v.followups);
         feed_map(&mut h, &v.notices);
-        h.update(&(v.epochs.len() as u64).to_le_bytes());
-        for (epoch, deliveries) in &v.epochs {
+        h.update(&(self.resolution.epochs.len() as u64).to_le_bytes());
+        for (epoch, deliveries) in &self.resolution.epochs {
             feed(&mut h, epoch);
             h.update(&(deliveries.len() as u64).to_le_bytes());
             for d in deliveries {

@@ -7,33 +7,166 @@
 //! (devices introducing themselves, members added), all at early clocks, and
 //! [`Cast::arb_entries`] a proptest strategy for that setup followed by random
 //! operations drawn from small pools of contacts, follow-ups, notices and tags, so
-//! concurrent edits of the same record are frequent. Entry ids are BLAKE3 of the
-//! entry's author, clock and operation, so equal entries have equal ids, like content
-//! ids on the wire.
+//! concurrent edits of the same record are frequent.
+//!
+//! [`entry`] places each new entry in its device's chain and names the authority heads
+//! for an authority operation, as a node would: a per-thread scribe remembers, in the
+//! order entries are made, each device's last entry and the last authority entry (so the
+//! authority graph of entries made by [`entry`] is one line, in the order they were
+//! made). Making the same entry twice (same author, clock and operation) gives the same
+//! entry. [`entry_at`] places an entry explicitly (concurrent or backdated histories).
+//! Entry ids are BLAKE3 of the event bytes.
 
 use crate::OpenedEntry;
 use caucus_proto::{
-    Author, ContactField, ContactId, Day, DeviceCert, DeviceKey, EntryId, FollowupId, Hlc,
-    IdentityKey, KeyDelivery, Note, NoticeContent, NoticeId, Operation, Rating, Role, Signature,
+    Author, Body, Chain, ContactField, ContactId, Cut, Day, DeviceCert, DeviceKey, EntryId,
+    EventId, FollowupId, Hlc, IdentityKey, KeyDelivery, Note, NoticeContent, NoticeId, Operation,
+    Rating, Role, Signature,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
-/// An entry with a deterministic id derived from its author, clock and operation.
+#[derive(Default)]
+struct Scribe {
+    made: HashMap<Vec<u8>, OpenedEntry>,
+    tips: HashMap<DeviceKey, (u64, EventId)>,
+    authority: Option<EventId>,
+}
+
+thread_local! {
+    static SCRIBE: RefCell<Scribe> = RefCell::new(Scribe::default());
+}
+
+/// Forgets every chain and authority head [`entry`] remembered on this thread.
+pub fn reset() {
+    SCRIBE.with(|s| *s.borrow_mut() = Scribe::default());
+}
+
+/// An entry placed after its device's last entry made by [`entry`] on this thread (and,
+/// for an authority operation, made on the last authority entry made so far). The same
+/// author, clock and operation give the same entry.
 pub fn entry(author: Author, hlc: Hlc, op: Operation) -> OpenedEntry {
-    let bytes = caucus_proto::codec::encode::<_, { 1 << 20 }>(&(author, hlc, &op))
+    let key = caucus_proto::codec::encode::<_, { 1 << 20 }>(&(author, hlc, &op))
         .unwrap_or_else(|_| format!("{author:?}{hlc:?}{op:?}").into_bytes());
+    SCRIBE.with(|s| {
+        let mut s = s.borrow_mut();
+        if let Some(e) = s.made.get(&key) {
+            return e.clone();
+        }
+        let tip = s.tips.get(&author.device).copied();
+        let heads = if op.is_authority() {
+            s.authority.into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        let chain = match tip {
+            Some((seq, prev)) => Chain {
+                seq: seq + 1,
+                prev: Some(prev),
+                heads,
+            },
+            None => Chain::first(heads),
+        };
+        let e = entry_at(author, chain, hlc, op);
+        s.tips.insert(author.device, (e.chain.seq, e.event));
+        if e.op.is_authority() {
+            s.authority = Some(e.event);
+        }
+        s.made.insert(key, e.clone());
+        e
+    })
+}
+
+/// An entry at an explicit place: `chain` as given, the event id computed from the
+/// event bytes (like the crypto layer), the id BLAKE3 of them. Leaves the scribe alone.
+pub fn entry_at(author: Author, chain: Chain, hlc: Hlc, op: Operation) -> OpenedEntry {
+    let bytes = Body::event_bytes_for(&author, &chain, &hlc, &op).unwrap_or_else(|_| {
+        // An invalid operation (for rejection tests): still a distinct, stable name.
+        format!("{author:?}{chain:?}{hlc:?}{op:?}").into_bytes()
+    });
     OpenedEntry {
         id: EntryId(*blake3::hash(&bytes).as_bytes()),
         author,
+        event: EventId::of_event_bytes(&bytes),
+        chain,
         hlc,
-        epoch: 0,
+        epoch: 1,
         op,
     }
 }
 
+/// Where a removal or revocation written now cuts `device`: its last entry made by
+/// [`entry`] on this thread.
+pub fn seen(device: DeviceKey) -> Cut {
+    SCRIBE.with(|s| match s.borrow().tips.get(&device) {
+        Some((seq, head)) => Cut {
+            device,
+            seq: *seq,
+            head: Some(*head),
+        },
+        None => Cut {
+            device,
+            seq: 0,
+            head: None,
+        },
+    })
+}
+
+/// A removal of `member` written now, cutting each of `devices` at its last entry made
+/// so far ([`seen`]).
+pub fn removal(member: IdentityKey, devices: &[DeviceKey]) -> Operation {
+    Operation::MemberRemoved {
+        member,
+        cuts: seen_all(devices),
+    }
+}
+
+/// A role change of `member` written now (cuts as for [`removal`]).
+pub fn role_change(member: IdentityKey, role: Role, devices: &[DeviceKey]) -> Operation {
+    Operation::RoleChanged {
+        member,
+        role,
+        cuts: seen_all(devices),
+    }
+}
+
+/// A revocation of `device` written now ([`seen`]).
+pub fn revocation(device: DeviceKey) -> Operation {
+    Operation::DeviceRevoked { cut: seen(device) }
+}
+
+fn seen_all(devices: &[DeviceKey]) -> Vec<Cut> {
+    let mut cuts: Vec<Cut> = devices.iter().map(|d| seen(*d)).collect();
+    cuts.sort_by_key(|c| c.device);
+    cuts.dedup_by_key(|c| c.device);
+    cuts
+}
+
+/// Where a removal or revocation written by someone who holds `entries` cuts `device`:
+/// its highest entry among them.
+pub fn cut_after(entries: &[OpenedEntry], device: DeviceKey) -> Cut {
+    entries
+        .iter()
+        .filter(|e| e.author.device == device)
+        .max_by_key(|e| e.chain.seq)
+        .map_or(
+            Cut {
+                device,
+                seq: 0,
+                head: None,
+            },
+            |e| Cut {
+                device,
+                seq: e.chain.seq,
+                head: Some(e.event),
+            },
+        )
+}
+
 /// The same entry in another envelope (a member re-sealing a body they opened): same
-/// author, clock and operation, a new entry id derived from `salt`.
+/// event, a new entry id derived from `salt`.
 pub fn resealed(e: &OpenedEntry, salt: u64) -> OpenedEntry {
     let mut h = blake3::Hasher::new();
     h.update(&e.id.0);
@@ -207,14 +340,15 @@ impl Cast {
     }
 
     /// The entries that make the committee, at clocks 1 to about 40 ms: the founder's
-    /// devices introduce themselves, the founder names the group and adds every member,
-    /// then each member's devices introduce themselves.
+    /// first device introduces itself and links the second, the founder names the group
+    /// and adds every member, then each member's first device introduces itself and
+    /// links the member's second.
     pub fn setup(&self) -> Vec<OpenedEntry> {
         let mut out = Vec::new();
         let f = &self.founder;
         for (d, key) in f.devices.iter().enumerate() {
             out.push(entry(
-                f.author(d),
+                f.author(0),
                 hlc(1, d as u32),
                 Operation::DeviceLinked {
                     cert: cert(f.identity, *key, "phone"),
@@ -249,7 +383,7 @@ impl Cast {
             ));
             for (d, key) in m.devices.iter().enumerate() {
                 out.push(entry(
-                    m.author(d),
+                    m.author(0),
                     hlc(20 + i as u64, d as u32),
                     Operation::DeviceLinked {
                         cert: cert(m.identity, *key, if d == 0 { "phone" } else { "laptop" }),
@@ -286,13 +420,25 @@ impl Cast {
                 name: p.name,
                 role,
             }),
-            select(ids.clone()).prop_map(|member| Operation::MemberRemoved { member }),
-            (select(ids), arb_role())
-                .prop_map(|(member, role)| Operation::RoleChanged { member, role }),
+            select(ids.clone()).prop_map(|member| Operation::MemberRemoved {
+                member,
+                cuts: Vec::new()
+            }),
+            (select(ids), arb_role()).prop_map(|(member, role)| Operation::RoleChanged {
+                member,
+                role,
+                cuts: Vec::new()
+            }),
             select(devices).prop_map(|(i, d)| Operation::DeviceLinked {
                 cert: cert(i, d, "spare"),
             }),
-            select(device_keys.clone()).prop_map(|device| Operation::DeviceRevoked { device }),
+            select(device_keys.clone()).prop_map(|device| Operation::DeviceRevoked {
+                cut: Cut {
+                    device,
+                    seq: 0,
+                    head: None
+                }
+            }),
             (
                 1u64..4,
                 proptest::collection::vec(select(device_keys), 0..3)
@@ -327,6 +473,21 @@ impl Cast {
         count: std::ops::Range<usize>,
         churn: bool,
     ) -> BoxedStrategy<Vec<OpenedEntry>> {
+        self.arb_random_writes(count, churn)
+            .prop_map(|writes| {
+                (writes.into_iter())
+                    .map(|(a, at, op)| entry(a, at, op))
+                    .collect()
+            })
+            .boxed()
+    }
+
+    /// What [`Cast::arb_random_entries`] writes, before it is placed in chains.
+    fn arb_random_writes(
+        &self,
+        count: std::ops::Range<usize>,
+        churn: bool,
+    ) -> BoxedStrategy<Vec<(Author, Hlc, Operation)>> {
         let linked = self.linked_authors();
         let strangers = self.unauthorized_authors();
         let author = prop_oneof![9 => select(linked), 1 => select(strangers)];
@@ -337,7 +498,7 @@ impl Cast {
         };
         proptest::collection::vec(
             (author, 100u64..130, 0u32..2, op)
-                .prop_map(|(a, wall, counter, op)| entry(a, hlc(wall, counter), op)),
+                .prop_map(|(a, wall, counter, op)| (a, hlc(wall, counter), op)),
             count,
         )
         .boxed()
@@ -354,17 +515,18 @@ impl Cast {
         let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
         let mut runner = TestRunner::new_with_rng(Config::default(), rng);
         let random = match self
-            .arb_random_entries(count..count + 1, churn)
+            .arb_random_writes(count..count + 1, churn)
             .new_tree(&mut runner)
         {
             Ok(tree) => tree.current(),
             Err(_) => Vec::new(),
         };
-        let spread = random.into_iter().enumerate().map(|(i, e)| {
-            let at = hlc(e.hlc.wall_ms + i as u64 / 4, e.hlc.counter);
-            entry(e.author, at, e.op)
+        let setup = self.setup();
+        let spread = random.into_iter().enumerate().map(|(i, (a, at, op))| {
+            let at = hlc(at.wall_ms + i as u64 / 4, at.counter);
+            entry(a, at, op)
         });
-        self.setup().into_iter().chain(spread).collect()
+        setup.into_iter().chain(spread).collect()
     }
 
     /// The setup followed by random entries (see [`Cast::arb_random_entries`]).

@@ -72,6 +72,13 @@ byte_newtype!(
     EntryId, 32
 );
 byte_newtype!(
+    /// Name of one event, whatever envelope carries it: BLAKE3 (derived key
+    /// `"caucus v2 event id"`) of the body's encoding without its signature (version,
+    /// author, chain, clock, operation). Re-sealed copies of a body share it; a device's
+    /// entries name their predecessor by it, and authority entries their heads.
+    EventId, 32
+);
+byte_newtype!(
     /// Random id of a contact (a worker the committee talks to), chosen by whoever adds it.
     ContactId, 16
 );
@@ -95,6 +102,15 @@ byte_newtype!(
     /// An Ed25519 signature.
     Signature, 64
 );
+
+impl EventId {
+    /// The event id of a body's event bytes ([`crate::Body::event_bytes`]).
+    pub fn of_event_bytes(event_bytes: &[u8]) -> Self {
+        let mut h = blake3::Hasher::new_derive_key("caucus v2 event id");
+        h.update(event_bytes);
+        Self(*h.finalize().as_bytes())
+    }
+}
 
 impl EntryId {
     /// The content id of an encoded envelope: BLAKE3 of exactly these bytes.

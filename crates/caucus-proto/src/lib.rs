@@ -4,8 +4,10 @@
 //! the BLAKE3 hash of its encoded [`Envelope`] (its [`EntryId`]) and idempotent to receive
 //! twice. The envelope is what a relay sees: a version, the opaque group id, the epoch,
 //! a nonce, the ciphertext and a membership proof. Inside the ciphertext sits a [`Body`]:
-//! the author, a hybrid logical clock timestamp, one [`Operation`] and the author
-//! device's signature.
+//! the author, its place in causal order (a [`Chain`]: the author device's sequence
+//! number and previous entry, and for an authority entry the authority heads it was made
+//! on), a hybrid logical clock timestamp, one [`Operation`] and the author device's
+//! signature. Everything but the signature is the event, named by its [`EventId`].
 //!
 //! This crate does no I/O and no cryptography. It fixes the shapes and the bytes:
 //! all encoding goes through [`codec`], which bounds every decode (see [`limits`]) so
@@ -19,11 +21,12 @@ pub mod limits;
 mod op;
 
 pub use codec::{DecodeError, EncodeError};
-pub use entry::{Author, BODY_VERSION, Body, ENVELOPE_VERSION, Envelope, EnvelopeHeader};
+pub use entry::{Author, BODY_VERSION, Body, Chain, ENVELOPE_VERSION, Envelope, EnvelopeHeader};
 pub use ids::{
-    ContactId, Day, DeviceKey, EntryId, FollowupId, GroupId, Hlc, IdentityKey, NoticeId, Signature,
+    ContactId, Day, DeviceKey, EntryId, EventId, FollowupId, GroupId, Hlc, IdentityKey, NoticeId,
+    Signature,
 };
 pub use op::{
-    ContactField, DeviceCert, KeyDelivery, Note, NoticeContent, Operation, Rating, RatingError,
-    Role,
+    ContactField, Cut, DeviceCert, KeyDelivery, Note, NoticeContent, Operation, Rating,
+    RatingError, Role,
 };

@@ -35,3 +35,9 @@ pub const MAX_RECORDS_PER_ENTRY: usize = 1_024;
 /// About how many bytes of text [`crate::Operation::pack`] puts in one `Records` entry
 /// when packing an import: well under [`MAX_BODY_BYTES`] with the records' own framing.
 pub const PACK_TEXT_BYTES: usize = 128 * 1024;
+
+/// Most device [`crate::Cut`]s in one removal or role change (one per device of the member).
+pub const MAX_CUTS: usize = 64;
+
+/// Most authority heads an entry names ([`crate::Chain::heads`]).
+pub const MAX_HEADS: usize = 16;

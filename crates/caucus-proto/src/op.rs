@@ -2,9 +2,11 @@
 //! new operations are appended at the end (see `proto/PROTOCOL.md`, "Evolution").
 
 use crate::codec::EncodeError;
-use crate::ids::{ContactId, Day, DeviceKey, FollowupId, IdentityKey, NoticeId, Signature};
+use crate::ids::{
+    ContactId, Day, DeviceKey, EventId, FollowupId, IdentityKey, NoticeId, Signature,
+};
 use crate::limits::{
-    MAX_FIELDS_PER_SET, MAX_KEY_DELIVERIES, MAX_LONG_TEXT, MAX_RECORDS_PER_ENTRY,
+    MAX_CUTS, MAX_FIELDS_PER_SET, MAX_KEY_DELIVERIES, MAX_LONG_TEXT, MAX_RECORDS_PER_ENTRY,
     MAX_SEALED_KEY_BYTES, MAX_SHORT_TEXT,
 };
 use serde::{Deserialize, Serialize};
@@ -192,6 +194,43 @@ pub struct KeyDelivery {
     pub sealed: Vec<u8>,
 }
 
+/// Where a removal, revocation or role change cuts one device's chain of entries: the
+/// last entry of that device the writer had seen. The device's entries up to `seq` on
+/// the chain ending at `head` still count; entries beyond it count only if they were
+/// written after this operation (see `caucus-model`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Cut {
+    /// The device.
+    pub device: DeviceKey,
+    /// The highest sequence number of the device the writer had seen; 0 for none.
+    pub seq: u64,
+    /// The event id of that entry; `None` exactly when `seq` is 0.
+    pub head: Option<EventId>,
+}
+
+impl Cut {
+    fn validate(&self) -> Result<(), EncodeError> {
+        if (self.seq == 0) != self.head.is_none() {
+            return Err(EncodeError::Invalid(
+                "a cut names a head exactly when its sequence number is not 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn validate_cuts(cuts: &[Cut]) -> Result<(), EncodeError> {
+    if cuts.len() > MAX_CUTS {
+        return Err(EncodeError::Invalid("too many device cuts"));
+    }
+    if cuts.windows(2).any(|w| w[0].device >= w[1].device) {
+        return Err(EncodeError::Invalid(
+            "device cuts must be sorted by device, without repeats",
+        ));
+    }
+    cuts.iter().try_for_each(Cut::validate)
+}
+
 /// The operation an entry carries. The index of each variant is fixed forever.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Operation {
@@ -267,27 +306,34 @@ pub enum Operation {
         /// Their role.
         role: Role,
     },
-    /// 10: remove a member; starts a new epoch.
+    /// 10: remove a member; starts a new epoch. Every device of the member is cut for
+    /// good: at its [`Cut`] if listed, entirely if the writer knew no entry of it.
     MemberRemoved {
         /// Their identity key.
         member: IdentityKey,
+        /// Where each of the member's devices the writer knew of is cut, by device.
+        cuts: Vec<Cut>,
     },
-    /// 11: change a member's role.
+    /// 11: change a member's role. The new role applies to each device's entries after
+    /// its [`Cut`] (all of a device's entries if it is not listed).
     RoleChanged {
         /// Their identity key.
         member: IdentityKey,
         /// The new role.
         role: Role,
+        /// Where the change falls in each of the member's devices' chains, by device.
+        cuts: Vec<Cut>,
     },
     /// 12: link a device to its organizer's identity.
     DeviceLinked {
         /// The identity's certificate for the device.
         cert: DeviceCert,
     },
-    /// 13: revoke a lost or retired device; starts a new epoch.
+    /// 13: revoke a lost or retired device, cut at the last entry of it the writer had
+    /// seen; starts a new epoch.
     DeviceRevoked {
-        /// The device.
-        device: DeviceKey,
+        /// The device and where it is cut.
+        cut: Cut,
     },
     /// 14: deliver the key of a new epoch to every remaining device.
     EpochKeyDelivered {
@@ -403,13 +449,14 @@ impl Operation {
                 }
                 Ok(())
             }
+            Operation::MemberRemoved { cuts, .. } | Operation::RoleChanged { cuts, .. } => {
+                validate_cuts(cuts)
+            }
+            Operation::DeviceRevoked { cut } => cut.validate(),
             Operation::FollowupDone { .. }
             | Operation::ContactRemoved { .. }
             | Operation::NoticeCancelled { .. }
-            | Operation::NoticeAcked { .. }
-            | Operation::MemberRemoved { .. }
-            | Operation::RoleChanged { .. }
-            | Operation::DeviceRevoked { .. } => Ok(()),
+            | Operation::NoticeAcked { .. } => Ok(()),
         }
     }
 
@@ -435,6 +482,21 @@ impl Operation {
             Operation::CampaignSet { .. } => "campaign-set",
             Operation::Records { .. } => "records",
         }
+    }
+
+    /// Whether this operation changes who may do what (members, roles, devices, epochs):
+    /// an **authority** entry. Authority entries name the authority heads they were made
+    /// on ([`crate::Chain::heads`]); no other entry may.
+    pub fn is_authority(&self) -> bool {
+        matches!(
+            self,
+            Operation::MemberAdded { .. }
+                | Operation::MemberRemoved { .. }
+                | Operation::RoleChanged { .. }
+                | Operation::DeviceLinked { .. }
+                | Operation::DeviceRevoked { .. }
+                | Operation::EpochKeyDelivered { .. }
+        )
     }
 
     /// Whether this operation may travel inside [`Operation::Records`]: a contact-log

@@ -6,7 +6,9 @@
 
 mod common;
 
-use caucus_proto::limits::{MAX_BODY_BYTES, MAX_ENVELOPE_BYTES, MAX_LONG_TEXT, MAX_SHORT_TEXT};
+use caucus_proto::limits::{
+    self, MAX_BODY_BYTES, MAX_ENVELOPE_BYTES, MAX_LONG_TEXT, MAX_SHORT_TEXT,
+};
 use caucus_proto::*;
 use proptest::prelude::*;
 
@@ -28,7 +30,7 @@ fn envelope_bytes() -> Vec<u8> {
 fn body_messages() -> Vec<Vec<u8>> {
     common::operations()
         .into_iter()
-        .map(|(_, op)| common::body(op).encode().unwrap())
+        .map(|(name, op)| common::vector_body(name, op).encode().unwrap())
         .collect()
 }
 
@@ -139,7 +141,17 @@ fn wrong_versions_are_named() {
         Err(DecodeError::UnsupportedVersion {
             what: "body",
             found: 9,
-            supported: 1
+            supported: BODY_VERSION
+        })
+    );
+    // A body of version 1 (before chains) is refused as such, not misread.
+    body[0] = 1;
+    assert_eq!(
+        Body::decode(&body),
+        Err(DecodeError::UnsupportedVersion {
+            what: "body",
+            found: 1,
+            supported: 2
         })
     );
     assert_eq!(Envelope::decode(&[]), Err(DecodeError::Truncated));
@@ -157,7 +169,7 @@ fn random_and_mutated_inputs_never_panic() {
         let mut bytes = vec![0u8; len];
         rng.fill_bytes(&mut bytes);
         if i % 2 == 0 && !bytes.is_empty() {
-            bytes[0] = 1; // get past the version check half the time
+            bytes[0] = BODY_VERSION; // get past the body version check half the time
         }
         let (_, b) = decode_all(&bytes);
         bodies += usize::from(b.is_ok());
@@ -270,6 +282,48 @@ fn arb_role() -> impl Strategy<Value = Role> {
     prop_oneof![Just(Role::Admin), Just(Role::Organizer)]
 }
 
+fn arb_event() -> impl Strategy<Value = EventId> + Clone {
+    arb_bytes::<32>().prop_map(EventId)
+}
+
+/// A valid cut: a head exactly when the sequence number is not 0.
+fn arb_cut() -> impl Strategy<Value = Cut> {
+    (arb_bytes::<32>(), 0u64..1_000_000, arb_event()).prop_map(|(device, seq, head)| Cut {
+        device: DeviceKey(device),
+        seq,
+        head: (seq != 0).then_some(head),
+    })
+}
+
+/// Valid cuts: sorted by device, no device twice, up to a few beyond the usual.
+fn arb_cuts() -> impl Strategy<Value = Vec<Cut>> {
+    proptest::collection::vec(arb_cut(), 0..6).prop_map(|cuts| {
+        let by_device: std::collections::BTreeMap<_, _> =
+            cuts.into_iter().map(|c| (c.device, c)).collect();
+        by_device.into_values().collect()
+    })
+}
+
+/// A valid chain for `op`: `prev` exactly past the first entry, sorted heads without
+/// repeats on authority entries only.
+fn arb_chain(op: &Operation) -> impl Strategy<Value = Chain> + use<> {
+    let authority = op.is_authority();
+    (
+        prop_oneof![Just(1u64), 2u64..10, any::<u64>().prop_map(|s| s.max(1))],
+        arb_event(),
+        proptest::collection::btree_set(arb_event(), 0..=limits::MAX_HEADS),
+    )
+        .prop_map(move |(seq, prev, heads)| Chain {
+            seq,
+            prev: (seq != 1).then_some(prev),
+            heads: if authority {
+                heads.into_iter().collect()
+            } else {
+                vec![]
+            },
+        })
+}
+
 fn arb_op() -> impl Strategy<Value = Operation> {
     let contact = arb_bytes::<16>().prop_map(ContactId);
     let notice = arb_bytes::<16>().prop_map(NoticeId);
@@ -325,11 +379,10 @@ fn arb_op() -> impl Strategy<Value = Operation> {
         notice.prop_map(|notice| Operation::NoticeAcked { notice }),
         (member.clone(), arb_text(40), arb_role())
             .prop_map(|(member, name, role)| Operation::MemberAdded { member, name, role }),
-        member
-            .clone()
-            .prop_map(|member| Operation::MemberRemoved { member }),
-        (member.clone(), arb_role())
-            .prop_map(|(member, role)| Operation::RoleChanged { member, role }),
+        (member.clone(), arb_cuts())
+            .prop_map(|(member, cuts)| Operation::MemberRemoved { member, cuts }),
+        (member.clone(), arb_role(), arb_cuts())
+            .prop_map(|(member, role, cuts)| Operation::RoleChanged { member, role, cuts }),
         (
             member,
             device.clone(),
@@ -348,9 +401,7 @@ fn arb_op() -> impl Strategy<Value = Operation> {
                     }
                 }
             ),
-        device
-            .clone()
-            .prop_map(|device| Operation::DeviceRevoked { device }),
+        arb_cut().prop_map(|cut| Operation::DeviceRevoked { cut }),
         (
             any::<u64>(),
             proptest::collection::vec(
@@ -374,24 +425,31 @@ fn arb_op() -> impl Strategy<Value = Operation> {
 }
 
 fn arb_body() -> impl Strategy<Value = Body> {
+    let op_and_chain = arb_op().prop_flat_map(|op| {
+        let chain = arb_chain(&op);
+        (Just(op), chain)
+    });
     (
         arb_bytes::<32>(),
         arb_bytes::<32>(),
         any::<u64>(),
         any::<u32>(),
-        arb_op(),
+        op_and_chain,
         arb_bytes::<64>(),
     )
-        .prop_map(|(identity, device, wall_ms, counter, op, sig)| Body {
-            version: BODY_VERSION,
-            author: Author {
-                identity: IdentityKey(identity),
-                device: DeviceKey(device),
+        .prop_map(
+            |(identity, device, wall_ms, counter, (op, chain), sig)| Body {
+                version: BODY_VERSION,
+                author: Author {
+                    identity: IdentityKey(identity),
+                    device: DeviceKey(device),
+                },
+                chain,
+                hlc: Hlc { wall_ms, counter },
+                op,
+                signature: Signature(sig),
             },
-            hlc: Hlc { wall_ms, counter },
-            op,
-            signature: Signature(sig),
-        })
+        )
 }
 
 fn arb_envelope() -> impl Strategy<Value = Envelope> {
@@ -423,7 +481,12 @@ proptest! {
         prop_assert_eq!(Body::decode(&bytes).unwrap(), body.clone());
         // The signed bytes never collide with the body encoding (domain separation).
         let signed = body.signed_bytes(&GroupId([0; 16]), 0).unwrap();
-        prop_assert_ne!(signed, bytes);
+        prop_assert_ne!(&signed, &bytes);
+        // The event bytes are the body without its signature, and end the signed bytes.
+        let event = body.event_bytes().unwrap();
+        prop_assert_eq!(&event[..], &bytes[..bytes.len() - Signature::LEN]);
+        prop_assert!(signed.ends_with(&event));
+        prop_assert_eq!(body.event_id().unwrap(), EventId::of_event_bytes(&event));
     }
 
     #[test]

@@ -41,6 +41,30 @@ fn writing() -> bool {
     std::env::var_os("CAUCUS_WRITE_VECTORS").is_some()
 }
 
+/// A chain as the vector comments show it.
+fn describe(chain: &Chain) -> String {
+    let short = |id: &EventId| format!("{:02x}..", id.0[0]);
+    let mut out = format!("chain seq {}", chain.seq);
+    if let Some(prev) = &chain.prev {
+        out.push_str(&format!(" prev {}", short(prev)));
+    }
+    if !chain.heads.is_empty() {
+        let heads: Vec<String> = chain.heads.iter().map(short).collect();
+        out.push_str(&format!(" heads {}", heads.join(" ")));
+    }
+    out
+}
+
+/// The body of the vector with the busy chain, and its encoding.
+fn busy_body() -> Body {
+    let op = common::operations()
+        .into_iter()
+        .find(|(name, _)| *name == common::BUSY_CHAIN_VECTOR)
+        .unwrap()
+        .1;
+    common::vector_body(common::BUSY_CHAIN_VECTOR, op)
+}
+
 /// Every valid vector: name, comment, encoding.
 fn valid_vectors() -> Vec<(String, String, Vec<u8>)> {
     let mut v = Vec::new();
@@ -56,11 +80,12 @@ fn valid_vectors() -> Vec<(String, String, Vec<u8>)> {
         env.header.encode(),
     ));
     for (name, op) in common::operations() {
-        let body = common::body(op);
+        let body = common::vector_body(name, op);
         v.push((
             format!("body-{name}"),
             format!(
-                "Body: version 1, author 22../33.., hlc 1795597200000/3, {}, signature ee..",
+                "Body: version 2, author 22../33.., {}, hlc 1795597200000/3, {}, signature ee..",
+                describe(&body.chain),
                 body.op.kind()
             ),
             body.encode().unwrap(),
@@ -72,6 +97,12 @@ fn valid_vectors() -> Vec<(String, String, Vec<u8>)> {
         "Bytes the device signs for body-op00-contact-set, bound to group 11.. and epoch 1"
             .to_string(),
         first.signed_bytes(&common::group(), 1).unwrap(),
+    ));
+    v.push((
+        "signed-body-op10".to_string(),
+        "Bytes the device signs for body-op10-member-removed (chain seq 3, two heads), bound to group 11.. and epoch 1"
+            .to_string(),
+        busy_body().signed_bytes(&common::group(), 1).unwrap(),
     ));
     v
 }
@@ -94,18 +125,34 @@ fn valid_vectors_decode_and_reencode_byte_for_byte() {
         env_bytes.starts_with(&env.header.encode()),
         "the header is a prefix of the envelope"
     );
-    // Every body.
+    // Every body; its event bytes are its encoding without the trailing signature.
     for (name, op) in common::operations() {
         let bytes = read_hex(&format!("body-{name}"));
         let body = Body::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(body, common::body(op), "{name}");
+        assert_eq!(body, common::vector_body(name, op), "{name}");
         assert_eq!(body.encode().unwrap(), bytes, "{name}");
+        assert_eq!(
+            body.event_bytes().unwrap(),
+            bytes[..bytes.len() - Signature::LEN],
+            "{name}"
+        );
     }
     let first = common::body(common::operations().remove(0).1);
     assert_eq!(
         read_hex("signed-body-op00"),
         first.signed_bytes(&common::group(), 1).unwrap()
     );
+    // The signed bytes: the encoded domain string, group and epoch, then the event bytes.
+    let busy = busy_body();
+    let signed = read_hex("signed-body-op10");
+    let event_bytes = busy.event_bytes().unwrap();
+    assert_eq!(signed, busy.signed_bytes(&common::group(), 1).unwrap());
+    let mut prefix = vec![24u8];
+    prefix.extend_from_slice(b"caucus body signature v2");
+    prefix.extend_from_slice(&[0x11; 16]);
+    prefix.push(1);
+    assert_eq!(signed[..prefix.len()], prefix[..]);
+    assert_eq!(signed[prefix.len()..], event_bytes[..]);
     // Nothing on disk that this test does not know.
     for (name, _, bytes) in &vectors {
         assert_eq!(&read_hex(name), bytes, "{name}");
@@ -120,6 +167,31 @@ fn content_id_is_blake3_of_the_envelope_bytes() {
     let pinned = std::fs::read_to_string(dir().join("envelope.id")).unwrap_or_default();
     if writing() {
         std::fs::write(dir().join("envelope.id"), format!("{id}\n")).unwrap();
+    } else {
+        assert_eq!(pinned.trim(), id.to_string());
+    }
+}
+
+#[test]
+fn event_id_is_the_derived_blake3_of_the_event_bytes() {
+    // From the value, so that writing the vectors needs one run (the file is checked
+    // against it by `valid_vectors_decode_and_reencode_byte_for_byte`).
+    let bytes = busy_body().encode().unwrap();
+    let body = Body::decode(&bytes).unwrap();
+    let id = body.event_id().unwrap();
+    let event_bytes = &bytes[..bytes.len() - Signature::LEN];
+    assert_eq!(
+        id.0,
+        blake3::derive_key("caucus v2 event id", event_bytes),
+        "BLAKE3 derive_key over the body without its signature"
+    );
+    // The signature is not part of the event: another signature, the same event.
+    let mut resigned = body.clone();
+    resigned.signature = Signature([0x01; 64]);
+    assert_eq!(resigned.event_id().unwrap(), id);
+    let pinned = std::fs::read_to_string(dir().join("event-op10.id")).unwrap_or_default();
+    if writing() {
+        std::fs::write(dir().join("event-op10.id"), format!("{id}\n")).unwrap();
     } else {
         assert_eq!(pinned.trim(), id.to_string());
     }
@@ -143,6 +215,9 @@ fn invalid_vectors() -> Vec<(&'static str, &'static str, Vec<u8>, DecodeError)> 
     let mut bad_rating = body.clone();
     let pos = bad_rating.windows(2).position(|w| w == [5, 3]).unwrap();
     bad_rating[pos + 1] = 6;
+    // A version-1 body (the layout before chains): refused by its first byte.
+    let mut old_version = body.clone();
+    old_version[0] = 1;
     vec![
         (
             "invalid-envelope-truncated",
@@ -178,7 +253,50 @@ fn invalid_vectors() -> Vec<(&'static str, &'static str, Vec<u8>, DecodeError)> 
             bad_rating,
             DecodeError::Malformed(String::new()),
         ),
+        (
+            "invalid-body-version",
+            "contact-set body with version byte 1",
+            old_version,
+            DecodeError::UnsupportedVersion {
+                what: "body",
+                found: 1,
+                supported: 2,
+            },
+        ),
+        (
+            "invalid-body-heads-on-content",
+            "followup-done body (a content operation) naming an authority head 1a..",
+            heads_on_content_raw(),
+            DecodeError::Invalid("only authority entries name authority heads"),
+        ),
     ]
+}
+
+/// A content operation's body naming an authority head: the codec frames it, the
+/// chain's rules refuse it.
+fn heads_on_content() -> Body {
+    let op = common::operations()
+        .into_iter()
+        .find(|(name, _)| *name == "op03-followup-done")
+        .unwrap()
+        .1;
+    common::body_with(Chain::first(vec![EventId([0x1a; 32])]), op)
+}
+
+fn heads_on_content_raw() -> Vec<u8> {
+    codec::encode::<_, { limits::MAX_BODY_BYTES }>(&heads_on_content()).unwrap()
+}
+
+#[test]
+fn the_invalid_heads_on_content_body_cannot_be_encoded_either() {
+    let body = heads_on_content();
+    let why = "only authority entries name authority heads";
+    assert_eq!(body.encode(), Err(EncodeError::Invalid(why)));
+    assert_eq!(body.event_bytes(), Err(EncodeError::Invalid(why)));
+    // It differs from the valid followup-done vector only by the head.
+    let valid = common::vector_body("op03-followup-done", body.op.clone());
+    let raw = heads_on_content_raw();
+    assert_eq!(raw.len(), valid.encode().unwrap().len() + EventId::LEN);
 }
 
 #[test]

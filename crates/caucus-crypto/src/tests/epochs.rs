@@ -3,8 +3,8 @@ use crate::delivery::{
     DeliveryError, EpochCandidate, SEALED_DELIVERY_BYTES, deliver_epoch, open_delivery,
     resolve_epoch,
 };
-use crate::seal::{OpenError, open, seal};
-use caucus_proto::{Envelope, KeyDelivery};
+use crate::seal::{OpenError, open, seal, seal_event};
+use caucus_proto::{Cut, Envelope, KeyDelivery};
 use std::collections::BTreeSet;
 
 /// Alice (admin) removes Carol: a new epoch delivered to Alice and Bob only. Carol keeps
@@ -25,11 +25,37 @@ fn removed_member_cannot_open_entries_written_after_removal() {
     let mut log: Vec<Envelope> = Vec::new();
 
     let k0 = alice_ring.get(0).unwrap();
-    log.push(seal(&group(), k0, &carol.device, hlc(1), note("before"), &mut r).unwrap());
+    let (env, before) = seal_event(
+        &group(),
+        k0,
+        &carol.device,
+        first(),
+        hlc(1),
+        note("before"),
+        &mut r,
+    )
+    .unwrap();
+    log.push(env);
+    // The removal cuts Carol's device at the last entry of it Alice had seen.
     let removal = Operation::MemberRemoved {
         member: carol.identity.public(),
+        cuts: vec![Cut {
+            device: carol.device.device_key(),
+            seq: 1,
+            head: Some(before),
+        }],
     };
-    log.push(seal(&group(), k0, &alice.device, hlc(2), removal, &mut r).unwrap());
+    let (env, removed) = seal_event(
+        &group(),
+        k0,
+        &alice.device,
+        first(),
+        hlc(2),
+        removal,
+        &mut r,
+    )
+    .unwrap();
+    log.push(env);
     let s1 = EpochSecret::generate(&mut r);
     let op = deliver_epoch(
         &group(),
@@ -40,11 +66,22 @@ fn removed_member_cannot_open_entries_written_after_removal() {
         &mut r,
     )
     .unwrap();
-    let delivery_env = seal(&group(), k0, &alice.device, hlc(3), op, &mut r).unwrap();
+    let (delivery_env, delivered) = seal_event(
+        &group(),
+        k0,
+        &alice.device,
+        after(2, removed, vec![removed]),
+        hlc(3),
+        op,
+        &mut r,
+    )
+    .unwrap();
     log.push(delivery_env.clone());
 
     // Bob opens the delivery entry (sealed under epoch 0) and his own delivery.
     let opened = open(&delivery_env, &bob_ring, &dir).unwrap();
+    assert_eq!(opened.body_id.event_id(), delivered);
+    assert_eq!(opened.body.chain.prev, Some(removed));
     let candidate = EpochCandidate::from_opened(&opened).unwrap();
     assert_eq!((candidate.parent_epoch, candidate.epoch), (0, 1));
     assert!(!candidate.recipients.contains(&carol.device.device_key()));
@@ -95,18 +132,20 @@ fn removed_member_cannot_open_entries_written_after_removal() {
     // Everything written after the removal is sealed under epoch 1.
     let k1 = alice_ring.current().unwrap();
     assert_eq!(k1.epoch(), 1);
+    let mut prev = delivered;
     for i in 0..5 {
-        log.push(
-            seal(
-                &group(),
-                k1,
-                &alice.device,
-                hlc(10 + i),
-                note("after"),
-                &mut r,
-            )
-            .unwrap(),
-        );
+        let (env, id) = seal_event(
+            &group(),
+            k1,
+            &alice.device,
+            after(3 + i, prev, vec![]),
+            hlc(10 + i),
+            note("after"),
+            &mut r,
+        )
+        .unwrap();
+        prev = id;
+        log.push(env);
     }
     for env in &log {
         let carol_result = open(env, &carol_ring, &dir);
@@ -141,10 +180,17 @@ fn revoked_device_cannot_open_entries_written_after_revocation() {
     let mut ring = ring_with(0, &s0);
     let thief_ring = ring_with(0, &s0);
     let k0 = ring.get(0).unwrap();
+    // The thief has written nothing Alice saw: the lost phone is cut before its first entry.
     let revoke = Operation::DeviceRevoked {
-        device: lost_cert.device,
+        cut: Cut {
+            device: lost_cert.device,
+            seq: 0,
+            head: None,
+        },
     };
-    let mut log = vec![seal(&group(), k0, &alice.device, hlc(1), revoke, &mut r).unwrap()];
+    let (env, revoked) =
+        seal_event(&group(), k0, &alice.device, first(), hlc(1), revoke, &mut r).unwrap();
+    let mut log = vec![env];
     let s1 = EpochSecret::generate(&mut r);
     let op = deliver_epoch(
         &group(),
@@ -155,14 +201,36 @@ fn revoked_device_cannot_open_entries_written_after_revocation() {
         &mut r,
     )
     .unwrap();
-    log.push(seal(&group(), k0, &alice.device, hlc(2), op.clone(), &mut r).unwrap());
+    log.push(
+        seal(
+            &group(),
+            k0,
+            &alice.device,
+            after(2, revoked, vec![revoked]),
+            hlc(2),
+            op.clone(),
+            &mut r,
+        )
+        .unwrap(),
+    );
     assert_eq!(
         open_delivery(&group(), &alice.device.device_key(), &op, &lost_phone),
         Err(DeliveryError::NotARecipient)
     );
     ring.insert(1, s1).unwrap();
     let k1 = ring.current().unwrap();
-    log.push(seal(&group(), k1, &bob.device, hlc(3), note("new plan"), &mut r).unwrap());
+    log.push(
+        seal(
+            &group(),
+            k1,
+            &bob.device,
+            first(),
+            hlc(3),
+            note("new plan"),
+            &mut r,
+        )
+        .unwrap(),
+    );
     let after = log.last().unwrap();
     assert_eq!(
         open(after, &thief_ring, &dir),
@@ -262,6 +330,7 @@ fn epoch_change_for_a_thousand_devices_fits_one_entry() {
         &group(),
         ring.current().unwrap(),
         &alice.device,
+        first(),
         hlc(1),
         op,
         &mut r,
@@ -340,6 +409,7 @@ fn keyring_keeps_every_candidate_of_a_forked_epoch_and_opens_with_either() {
         &group(),
         &crate::EpochKeys::derive(group(), 1, s_lose),
         &a.device,
+        first(),
         hlc(1),
         note("l"),
         &mut r,
@@ -349,6 +419,7 @@ fn keyring_keeps_every_candidate_of_a_forked_epoch_and_opens_with_either() {
         &group(),
         ring.current().unwrap(),
         &a.device,
+        first(),
         hlc(2),
         note("w"),
         &mut r,

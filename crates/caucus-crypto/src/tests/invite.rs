@@ -2,7 +2,7 @@ use super::*;
 use crate::invite::{
     History, InviteId, InviteTicket, JoinError, Joiner, TicketError, accept_join, hello_invite_id,
 };
-use crate::seal::{open, seal};
+use crate::seal::{open, seal, seal_event};
 use caucus_proto::Role;
 use std::collections::BTreeSet;
 
@@ -62,17 +62,32 @@ fn joining_with_a_ticket_hands_over_the_group_key_and_records_a_signed_membershi
     // Alice records the join as signed entries; the joiner can read them and write.
     let mut dir = directory(&[&alice]);
     let keys = ring.current().unwrap();
+    // The member, then the joiner's device (its certificate checked on open although
+    // Alice, not the joiner, carries it), each made on the one before.
+    let mut chain = first();
     for op in accepted.operations(Role::Organizer) {
-        let env = seal(&group(), keys, &alice.device, hlc(1), op.clone(), &mut r).unwrap();
+        let (env, id) = seal_event(
+            &group(),
+            keys,
+            &alice.device,
+            chain.clone(),
+            hlc(1),
+            op.clone(),
+            &mut r,
+        )
+        .unwrap();
         let opened = open(&env, &joined, &dir).unwrap();
         assert_eq!(opened.body.op, op);
         assert_eq!(opened.body.author.identity, alice.identity.public());
+        assert_eq!(opened.body.chain, chain);
+        chain = after(chain.seq + 1, id, vec![id]);
     }
     dir.insert(joiner.device.device_key(), joiner.identity.public());
     let env = seal(
         &group(),
         joined.current().unwrap(),
         &joiner.device,
+        first(),
         hlc(2),
         note("hi"),
         &mut r,

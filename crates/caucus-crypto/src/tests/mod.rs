@@ -10,7 +10,9 @@ mod sealing;
 
 use crate::delivery::Recipient;
 use crate::{DeviceKeys, EpochSecret, IdentityKeypair, Keyring};
-use caucus_proto::{ContactId, DeviceKey, GroupId, Hlc, IdentityKey, Note, Operation};
+use caucus_proto::{
+    Chain, ContactId, DeviceKey, EventId, GroupId, Hlc, IdentityKey, Note, Operation,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use std::collections::BTreeMap;
@@ -87,5 +89,20 @@ pub(crate) fn hlc(ms: u64) -> Hlc {
     Hlc {
         wall_ms: ms,
         counter: 0,
+    }
+}
+
+/// The chain of a device's first entry in the group, made on no authority heads.
+pub(crate) fn first() -> Chain {
+    Chain::first(vec![])
+}
+
+/// The chain of the entry after `prev` (the event id of the device's entry `seq - 1`),
+/// made on `heads` (authority entries only).
+pub(crate) fn after(seq: u64, prev: EventId, heads: Vec<EventId>) -> Chain {
+    Chain {
+        seq,
+        prev: Some(prev),
+        heads,
     }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::seal::{OpenError, ReplayGuard, Seen, open, open_batch, seal, verify_proof};
+use crate::seal::{OpenError, ReplayGuard, Seen, open, open_batch, seal, seal_event, verify_proof};
 use caucus_proto::{
     BODY_VERSION, Body, Envelope, EnvelopeHeader, Signature, codec, limits::MAX_BODY_BYTES,
 };
@@ -35,6 +35,21 @@ fn reprove(keys: &crate::EpochKeys, mut env: Envelope) -> Envelope {
     let msg = crate::seal::tests_proof_message(&env.header.encode(), &env.ciphertext);
     env.proof = Signature(keys.membership().sign(&msg).to_bytes());
     env
+}
+
+/// A body for `author` at the first place of its chain, at group 7.. epoch 0, signed by
+/// `signer` (whoever that is: the point of the tests using it).
+fn signed_by(signer: &DeviceKeys, author: caucus_proto::Author, op: Operation) -> Body {
+    let chain = first();
+    let event = Body::event_bytes_for(&author, &chain, &hlc(3), &op).unwrap();
+    Body {
+        version: BODY_VERSION,
+        author,
+        chain,
+        hlc: hlc(3),
+        op,
+        signature: signer.sign(&Body::signed_bytes_of(&group(), 0, &event)),
+    }
 }
 
 fn insider_plaintext(keys: &crate::EpochKeys, env: &Envelope) -> Vec<u8> {
@@ -73,10 +88,12 @@ fn world() -> World {
 fn sealed_entry_opens_for_members_with_author_and_content() {
     let mut w = world();
     let keys = w.ring.current().unwrap();
-    let env = seal(
+    let prev = caucus_proto::EventId([0x3c; 32]);
+    let (env, event) = seal_event(
         &group(),
         keys,
         &w.alice.device,
+        after(2, prev, vec![]),
         hlc(5),
         note("met Sam at gate 3"),
         &mut w.r,
@@ -87,8 +104,12 @@ fn sealed_entry_opens_for_members_with_author_and_content() {
     let dir = directory(&[&w.alice, &w.bob]);
     let opened = open(&env, &w.ring, &dir).unwrap();
     assert_eq!(opened.body.author, w.alice.device.author());
+    assert_eq!(opened.body.chain, after(2, prev, vec![]));
     assert_eq!(opened.body.op, note("met Sam at gate 3"));
     assert_eq!(opened.epoch, 0);
+    // The body id is the event id `seal_event` returned, computed from the body alone.
+    assert_eq!(opened.body_id.event_id(), event);
+    assert_eq!(opened.body.event_id().unwrap(), event);
     // Bob, holding the same keyring, opens it too.
     let bob_ring = Keyring::from_secret_bytes(&w.ring.to_secret_bytes().unwrap()).unwrap();
     assert_eq!(open(&env, &bob_ring, &dir).unwrap(), opened);
@@ -101,7 +122,16 @@ fn sealed_entry_opens_for_members_with_author_and_content() {
 fn forged_signature_is_rejected_with_its_own_error() {
     let mut w = world();
     let keys = w.ring.current().unwrap();
-    let env = seal(&group(), keys, &w.alice.device, hlc(5), note("x"), &mut w.r).unwrap();
+    let env = seal(
+        &group(),
+        keys,
+        &w.alice.device,
+        first(),
+        hlc(5),
+        note("x"),
+        &mut w.r,
+    )
+    .unwrap();
     // Bob (a member) rewrites Alice's note, keeps her signature, reseals properly.
     let mut body = Body::decode(&insider_plaintext(keys, &env)).unwrap();
     body.op = note("Alice says: meeting cancelled");
@@ -123,6 +153,7 @@ fn wrong_epoch_is_rejected_with_its_own_error() {
         &group(),
         other.current().unwrap(),
         &w.alice.device,
+        first(),
         hlc(1),
         note("x"),
         &mut w.r,
@@ -138,6 +169,7 @@ fn wrong_epoch_is_rejected_with_its_own_error() {
         &group(),
         w.ring.current().unwrap(),
         &w.alice.device,
+        first(),
         hlc(1),
         note("x"),
         &mut w.r,
@@ -156,6 +188,7 @@ fn truncated_ciphertext_is_rejected_with_its_own_error() {
         &group(),
         keys,
         &w.alice.device,
+        first(),
         hlc(1),
         note("hello"),
         &mut w.r,
@@ -179,8 +212,26 @@ fn swapped_associated_data_is_rejected_with_its_own_error() {
     let mut w = world();
     let keys = w.ring.current().unwrap();
     let dir = directory(&[&w.alice]);
-    let a = seal(&group(), keys, &w.alice.device, hlc(1), note("a"), &mut w.r).unwrap();
-    let b = seal(&group(), keys, &w.alice.device, hlc(2), note("b"), &mut w.r).unwrap();
+    let a = seal(
+        &group(),
+        keys,
+        &w.alice.device,
+        first(),
+        hlc(1),
+        note("a"),
+        &mut w.r,
+    )
+    .unwrap();
+    let b = seal(
+        &group(),
+        keys,
+        &w.alice.device,
+        first(),
+        hlc(2),
+        note("b"),
+        &mut w.r,
+    )
+    .unwrap();
     // Swap headers between two envelopes; a member re-proves so only the AEAD is left.
     let swapped = reprove(
         keys,
@@ -230,6 +281,7 @@ fn replayed_entry_is_detected_and_identical_copy_is_idempotent() {
         &group(),
         keys,
         &w.alice.device,
+        first(),
         hlc(1),
         note("rally"),
         &mut w.r,
@@ -280,14 +332,7 @@ fn member_cannot_author_an_entry_appearing_to_come_from_another_member() {
         identity: w.alice.identity.public(),
         device: w.bob.device.device_key(),
     };
-    let signed = Body::signed_bytes_for(&group(), 0, &author, &hlc(3), &op).unwrap();
-    let body = Body {
-        version: BODY_VERSION,
-        author,
-        hlc: hlc(3),
-        op: op.clone(),
-        signature: w.bob.device.sign(&signed),
-    };
+    let body = signed_by(&w.bob.device, author, op.clone());
     let header = EnvelopeHeader {
         version: 1,
         group: group(),
@@ -298,14 +343,7 @@ fn member_cannot_author_an_entry_appearing_to_come_from_another_member() {
     assert_eq!(open(&env, &w.ring, &dir), Err(OpenError::AuthorMismatch));
     // 2. Bob claims Alice's device too: his signature does not verify under her key.
     let author = w.alice.device.author();
-    let signed = Body::signed_bytes_for(&group(), 0, &author, &hlc(3), &op).unwrap();
-    let body = Body {
-        version: BODY_VERSION,
-        author,
-        hlc: hlc(3),
-        op: op.clone(),
-        signature: w.bob.device.sign(&signed),
-    };
+    let body = signed_by(&w.bob.device, author, op.clone());
     let env = insider_seal(keys, header, &body.encode().unwrap());
     assert_eq!(open(&env, &w.ring, &dir), Err(OpenError::BadSignature));
     // 3. Bob links a device of his to Alice's identity with his own certificate.
@@ -317,6 +355,7 @@ fn member_cannot_author_an_entry_appearing_to_come_from_another_member() {
         &group(),
         keys,
         &dev.with_identity(w.alice.identity.public()),
+        first(),
         hlc(4),
         Operation::DeviceLinked {
             cert: fake_cert_alice,
@@ -324,7 +363,101 @@ fn member_cannot_author_an_entry_appearing_to_come_from_another_member() {
         &mut w.r,
     )
     .unwrap();
-    assert_eq!(open(&env, &w.ring, &dir), Err(OpenError::UnknownDevice));
+    assert_eq!(open(&env, &w.ring, &dir), Err(OpenError::BadCertificate));
+    // 4. With his own, genuine certificate, the device is his, not Alice's.
+    let (dev, cert) = w.bob.second_device(&mut w.r);
+    let env = seal(
+        &group(),
+        keys,
+        &dev.with_identity(w.alice.identity.public()),
+        first(),
+        hlc(4),
+        Operation::DeviceLinked { cert },
+        &mut w.r,
+    )
+    .unwrap();
+    assert_eq!(open(&env, &w.ring, &dir), Err(OpenError::AuthorMismatch));
+}
+
+/// An admin may link a device to another member (a join: the member's certificate,
+/// carried in the admin's entry), but only with a certificate that member's identity
+/// signed: otherwise the admin could bind a device (or an X25519 key receiving every
+/// new epoch key) to someone else's name. Every certificate is checked on open, by
+/// `open` and `open_batch` alike, whoever carries it and whether the device is known.
+#[test]
+fn an_admin_cannot_link_a_device_to_another_member_without_their_certificate() {
+    let mut w = world();
+    let keys = w.ring.current().unwrap();
+    let (bob_laptop, genuine) = w.bob.second_device(&mut w.r);
+    // A garbage signature on a certificate naming Bob's identity.
+    let mut garbage = genuine.clone();
+    garbage.signature = Signature([0x5a; 64]);
+    // Bob's real certificate, its X25519 key swapped for one Alice holds the secret of
+    // (new epoch keys sealed to the laptop would go to her).
+    let alice_dh = DeviceKeys::generate(w.alice.identity.public(), &mut w.r)
+        .public()
+        .dh;
+    let mut swapped = genuine.clone();
+    swapped.dh = alice_dh;
+    assert_ne!(swapped.dh, genuine.dh);
+    for cert in [&garbage, &swapped] {
+        assert!(crate::verify_cert(cert).is_err());
+        assert_eq!(cert.identity, w.bob.identity.public());
+    }
+    crate::verify_cert(&genuine).unwrap();
+    // Alice (known, signing properly as herself) seals each as her own entry.
+    let envs: Vec<Envelope> = [garbage, swapped, genuine.clone()]
+        .into_iter()
+        .map(|cert| {
+            seal(
+                &group(),
+                keys,
+                &w.alice.device,
+                first(),
+                hlc(7),
+                Operation::DeviceLinked { cert },
+                &mut w.r,
+            )
+            .unwrap()
+        })
+        .collect();
+    // Whether the directory already knows Bob's laptop or not.
+    let mut knows_laptop = directory(&[&w.alice, &w.bob]);
+    knows_laptop.insert(bob_laptop.device_key(), w.bob.identity.public());
+    for dir in [directory(&[&w.alice, &w.bob]), knows_laptop] {
+        assert_eq!(
+            open(&envs[0], &w.ring, &dir),
+            Err(OpenError::BadCertificate)
+        );
+        assert_eq!(
+            open(&envs[1], &w.ring, &dir),
+            Err(OpenError::BadCertificate)
+        );
+        let opened = open(&envs[2], &w.ring, &dir).unwrap();
+        assert_eq!(opened.body.author, w.alice.device.author());
+        assert_eq!(
+            opened.body.op,
+            Operation::DeviceLinked {
+                cert: genuine.clone()
+            }
+        );
+        // In a batch whose signatures all verify together...
+        let batch = open_batch(&envs, &w.ring, &dir);
+        assert_eq!(batch[0], Err(OpenError::BadCertificate));
+        assert_eq!(batch[1], Err(OpenError::BadCertificate));
+        assert_eq!(batch[2].as_ref(), Ok(&opened));
+        // ...and in one that falls back to checking each entry alone.
+        let mut spoiled = envs.clone();
+        spoiled.push(Envelope {
+            proof: Signature([0; 64]),
+            ..envs[2].clone()
+        });
+        let batch = open_batch(&spoiled, &w.ring, &dir);
+        assert_eq!(batch[0], Err(OpenError::BadCertificate));
+        assert_eq!(batch[1], Err(OpenError::BadCertificate));
+        assert_eq!(batch[2].as_ref(), Ok(&opened));
+        assert_eq!(batch[3], Err(OpenError::BadProof));
+    }
 }
 
 #[test]
@@ -337,6 +470,7 @@ fn unknown_device_is_pending_until_its_certificate_and_self_linking_entry_opens(
         &group(),
         keys,
         &laptop,
+        first(),
         hlc(1),
         note("from laptop"),
         &mut w.r,
@@ -347,6 +481,7 @@ fn unknown_device_is_pending_until_its_certificate_and_self_linking_entry_opens(
         &group(),
         keys,
         &laptop,
+        first(),
         hlc(1),
         Operation::DeviceLinked { cert: cert.clone() },
         &mut w.r,
@@ -368,6 +503,7 @@ fn relay_check_accepts_members_and_rejects_non_members() {
             &group(),
             keys,
             &m.device,
+            first(),
             hlc(i as u64),
             note("hi"),
             &mut w.r,
@@ -383,6 +519,7 @@ fn relay_check_accepts_members_and_rejects_non_members() {
         &group(),
         guess.current().unwrap(),
         &mallory.device,
+        first(),
         hlc(1),
         note("spam"),
         &mut r2,
@@ -394,6 +531,7 @@ fn relay_check_accepts_members_and_rejects_non_members() {
         &group(),
         keys,
         &w.alice.device,
+        first(),
         hlc(1),
         note("hi"),
         &mut w.r,
@@ -420,21 +558,30 @@ fn batch_open_agrees_with_single_open() {
     let mut w = world();
     let keys = w.ring.current().unwrap();
     let dir = directory(&[&w.alice, &w.bob]);
-    let mut envs: Vec<Envelope> = (0..20)
-        .map(|i| {
-            seal(
-                &group(),
-                keys,
-                &w.alice.device,
-                hlc(i),
-                note(&format!("n{i}")),
-                &mut w.r,
-            )
-            .unwrap()
-        })
-        .collect();
+    // Twenty entries of one device, each naming the one before.
+    let mut envs: Vec<Envelope> = Vec::new();
+    let mut chain = first();
+    for i in 0..20 {
+        let (env, id) = seal_event(
+            &group(),
+            keys,
+            &w.alice.device,
+            chain.clone(),
+            hlc(i),
+            note(&format!("n{i}")),
+            &mut w.r,
+        )
+        .unwrap();
+        envs.push(env);
+        chain = after(i + 2, id, vec![]);
+    }
     let all = open_batch(&envs, &w.ring, &dir);
     assert!(all.iter().all(Result::is_ok));
+    for pair in all.windows(2) {
+        let (a, b) = (pair[0].as_ref().unwrap(), pair[1].as_ref().unwrap());
+        assert_eq!(b.body.chain.prev, Some(a.body_id.event_id()));
+        assert_eq!(b.body.chain.seq, a.body.chain.seq + 1);
+    }
     // Spoil some, in different ways.
     envs[3].proof = Signature([0; 64]);
     envs[7].ciphertext.pop();
@@ -463,19 +610,40 @@ fn oversized_body_cannot_be_sealed_and_wrong_group_is_refused() {
             by: None,
         },
     };
-    assert!(seal(&group(), keys, &w.alice.device, hlc(1), big, &mut w.r).is_err());
+    assert!(
+        seal(
+            &group(),
+            keys,
+            &w.alice.device,
+            first(),
+            hlc(1),
+            big,
+            &mut w.r
+        )
+        .is_err()
+    );
     assert_eq!(
         seal(
             &GroupId([1; 16]),
             keys,
             &w.alice.device,
+            first(),
             hlc(1),
             note("x"),
             &mut w.r
         ),
         Err(crate::SealError::WrongGroup)
     );
-    let env = seal(&group(), keys, &w.alice.device, hlc(1), note("x"), &mut w.r).unwrap();
+    let env = seal(
+        &group(),
+        keys,
+        &w.alice.device,
+        first(),
+        hlc(1),
+        note("x"),
+        &mut w.r,
+    )
+    .unwrap();
     let mut other = Keyring::new(GroupId([1; 16]));
     other.insert(0, keys.secret().clone()).unwrap();
     assert_eq!(
@@ -523,7 +691,16 @@ fn relay_learns_the_next_epoch_token_from_an_update_signed_by_the_previous_one()
     let update = crate::RelayTokenUpdate::from_bytes(&update.to_bytes()).unwrap();
     let t1 = update.verify(&t0).unwrap();
     assert_eq!(t1, k1.relay_token());
-    let env = seal(&group(), &k1, &w.alice.device, hlc(1), note("x"), &mut w.r).unwrap();
+    let env = seal(
+        &group(),
+        &k1,
+        &w.alice.device,
+        first(),
+        hlc(1),
+        note("x"),
+        &mut w.r,
+    )
+    .unwrap();
     assert_eq!(verify_proof(&env, &t1), Ok(()));
     // An outsider cannot vouch for a token.
     let mut r2 = rng(8);

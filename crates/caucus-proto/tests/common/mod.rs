@@ -135,6 +135,18 @@ pub(crate) fn operations() -> Vec<(&'static str, Operation)> {
             "op10-member-removed",
             Operation::MemberRemoved {
                 member: IdentityKey([0x77; 32]),
+                cuts: vec![
+                    Cut {
+                        device: DeviceKey([0x78; 32]),
+                        seq: 4,
+                        head: Some(EventId([0x79; 32])),
+                    },
+                    Cut {
+                        device: DeviceKey([0x88; 32]),
+                        seq: 0,
+                        head: None,
+                    },
+                ],
             },
         ),
         (
@@ -142,6 +154,11 @@ pub(crate) fn operations() -> Vec<(&'static str, Operation)> {
             Operation::RoleChanged {
                 member: IdentityKey([0x77; 32]),
                 role: Role::Admin,
+                cuts: vec![Cut {
+                    device: DeviceKey([0x78; 32]),
+                    seq: 2,
+                    head: Some(EventId([0x7a; 32])),
+                }],
             },
         ),
         (
@@ -159,7 +176,11 @@ pub(crate) fn operations() -> Vec<(&'static str, Operation)> {
         (
             "op13-device-revoked",
             Operation::DeviceRevoked {
-                device: DeviceKey([0x88; 32]),
+                cut: Cut {
+                    device: DeviceKey([0x88; 32]),
+                    seq: 5,
+                    head: Some(EventId([0x8a; 32])),
+                },
             },
         ),
         (
@@ -213,10 +234,45 @@ pub(crate) fn operations() -> Vec<(&'static str, Operation)> {
     ]
 }
 
+/// The vector whose body carries [`busy_chain`].
+pub(crate) const BUSY_CHAIN_VECTOR: &str = "op10-member-removed";
+
+/// A chain past the device's first entry, made on two concurrent authority heads: the
+/// device's third entry, after `5a × 32`, on heads `1a × 32` and `1b × 32`.
+pub(crate) fn busy_chain() -> Chain {
+    Chain {
+        seq: 3,
+        prev: Some(EventId([0x5a; 32])),
+        heads: vec![EventId([0x1a; 32]), EventId([0x1b; 32])],
+    }
+}
+
+/// The chain of the body of vector `name`: [`busy_chain`] for [`BUSY_CHAIN_VECTOR`], the
+/// device's first entry on no heads for every other.
+pub(crate) fn chain_of(name: &str) -> Chain {
+    if name == BUSY_CHAIN_VECTOR {
+        busy_chain()
+    } else {
+        Chain::first(vec![])
+    }
+}
+
+/// A body carrying `op` as the author's first entry.
 pub(crate) fn body(op: Operation) -> Body {
+    body_with(Chain::first(vec![]), op)
+}
+
+/// The body of vector `name`.
+pub(crate) fn vector_body(name: &str, op: Operation) -> Body {
+    body_with(chain_of(name), op)
+}
+
+/// A body carrying `op` at `chain`.
+pub(crate) fn body_with(chain: Chain, op: Operation) -> Body {
     Body {
         version: BODY_VERSION,
         author: author(),
+        chain,
         hlc: hlc(),
         op,
         signature: Signature([0xee; 64]),
