@@ -15,19 +15,25 @@
 //!
 //! # Cuts
 //!
-//! A removal, revocation or demotion records, per device of its target, the last entry
+//! A removal or revocation records, per device of its target, the last entry
 //! of that device its writer had seen ([`caucus_proto::Cut`]). Once the removal holds
 //! (below), every node refuses that device's entries beyond the cut whatever their clock
-//! or epoch ([`Reason::BeyondCut`]); the device's entries up to the cut count if they lie
-//! on the chain ending at the cut's head, however late they arrive (work done offline
-//! before the cut is kept), and wait until the chain down to them is known
-//! ([`Reason::AwaitingChain`]). A device of a removed member that the remover never saw
-//! (linked concurrently) is cut entirely. A cut below what its writer's own past shows
-//! of that device is refused ([`Reason::CutBelowSeen`]).
+//! or epoch ([`Reason::BeyondCut`]). Its entries up to the cut count however late they
+//! arrive (work done before the cut is kept): at each place the chain from the cut's
+//! head pins (the head, and the predecessor each held entry names, down to the first
+//! place not held) only the pinned event counts, so a removed device cannot substitute
+//! a new entry for one the remover saw or one a seen entry names ([`Reason::Forked`]).
+//! Below the first place not held, the only event held at a place counts, and two
+//! events at one place both fail. (What that leaves a device that deliberately
+//! withheld some of its own entries before its cut is in `proto/THREATS.md`.) Authority
+//! entries in the revocation's own past are never cut by it: its writer saw them. A
+//! device of a removed member that the remover never saw (linked concurrently) is cut
+//! entirely. A cut below what its writer's own past shows of that device is refused
+//! ([`Reason::CutBelowSeen`]).
 //!
 //! # Concurrent removals ("strong removal")
 //!
-//! Revocations (member removals, device revocations, demotions of an admin) are decided
+//! Revocations (member removals and device revocations) are decided
 //! one at a time, each against the cuts of those decided valid before it, in this
 //! priority order:
 //!
@@ -37,15 +43,28 @@
 //!    first, unless the other cuts one of its own in turn: a sockpuppet made by a
 //!    removed admin's backdated entry cannot remove the admin who removed them;
 //! 3. a revocation whose target wrote the other goes first, unless they target each
-//!    other: a removed member's backdated removal of someone else is refused;
-//! 4. the smaller position in the topological order.
+//!    other: a removed member's backdated removal of someone else is refused; of two
+//!    devices revoking each other, the identity's first device (the one holding the
+//!    identity key) goes first;
+//! 4. the smaller position in the topological order (which breaks the rare cycles of
+//!    three or more admins removing each other).
 //!
-//! A revocation decided valid is never undone by a later one, nor is what its author's
-//! authority rests on. Two revocations of each other's authors (mutual removal) both
-//! hold, as in p2panda-auth's strong-removal resolver. The rest of the graph is then
-//! checked against the cuts of the valid revocations; entries made on refused entries
-//! fail in turn, since their past's state lacks what the refused entries would have
-//! done.
+//! A revocation its author could not make even on its own past (an organizer removing
+//! someone) takes precedence over nothing. What the authority of a revocation decided
+//! valid rests on is never cut by one decided after it; a revocation itself that falls
+//! to the cut of a later one (only where the order had to break a cycle) is dropped with
+//! its cuts, until every one left holds. Two member removals
+//! aimed at each other's authors (mutual removal) both hold, as in
+//! p2panda-auth's strong-removal resolver: a removed admin who writes, on their old
+//! view, a removal of the admin who removed them takes that admin out too (it cannot be
+//! told from a concurrent one; `proto/THREATS.md` section 5). The rest of the graph is
+//! then checked against the cuts of the valid revocations; entries made on refused
+//! entries fail in turn, since their past's state lacks what the refused entries would
+//! have done.
+//!
+//! A demotion is not a cut: it changes the role from its place in the authority order
+//! on, so a demoted admin's admin entries made concurrently with it still count. To cut
+//! an informant off, remove them.
 //!
 //! # Epochs
 //!
@@ -78,29 +97,32 @@ pub(crate) struct Chains {
     by_device: BTreeMap<DeviceKey, BTreeMap<u64, BTreeMap<EventId, Option<EventId>>>>,
 }
 
-/// What a device's chain shows below a cut: the events on the chain ending at the cut's
-/// head, walked down through held events to `known_from` (1 when complete).
+/// What a device's chain shows below a cut: the event expected at each place the chain
+/// from the cut's head pins (the head, then each held entry's predecessor, down to the
+/// first place whose entry is not held), and every event held at each place.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct CutView {
     /// The cut's sequence number.
     pub(crate) seq: u64,
-    /// Events on the chain from the head down.
-    on_chain: BTreeSet<EventId>,
-    /// The lowest sequence number the walk reached; entries below it wait.
-    known_from: u64,
+    /// The event each pinned place must hold.
+    pinned: BTreeMap<u64, EventId>,
+    /// Places below the cut where more than one event is held.
+    contested: BTreeSet<u64>,
 }
 
 impl CutView {
-    /// Whether the device's entry `event` at `seq` counts under this cut.
+    /// Whether the device's entry `event` at `seq` counts under this cut: not beyond
+    /// it, and the event the chain pins there (or, where the chain does not reach, the
+    /// only event held there).
     pub(crate) fn admits(&self, seq: u64, event: &EventId) -> Result<(), Reason> {
         if seq > self.seq {
-            Err(Reason::BeyondCut)
-        } else if self.on_chain.contains(event) {
-            Ok(())
-        } else if seq < self.known_from {
-            Err(Reason::AwaitingChain)
-        } else {
-            Err(Reason::Forked)
+            return Err(Reason::BeyondCut);
+        }
+        match self.pinned.get(&seq) {
+            Some(expected) if expected == event => Ok(()),
+            Some(_) => Err(Reason::Forked),
+            None if self.contested.contains(&seq) => Err(Reason::Forked),
+            None => Ok(()),
         }
     }
 }
@@ -188,26 +210,26 @@ impl Chains {
     pub(crate) fn cut_view(&self, device: &DeviceKey, seq: u64, head: Option<EventId>) -> CutView {
         let mut view = CutView {
             seq,
-            on_chain: BTreeSet::new(),
-            known_from: seq.saturating_add(1),
+            pinned: BTreeMap::new(),
+            contested: BTreeSet::new(),
         };
-        let (Some(chain), Some(head)) = (self.by_device.get(device), head) else {
-            // Nothing seen of the device: everything it wrote is beyond the cut.
-            if seq == 0 {
-                view.known_from = 1;
-            }
+        let Some(chain) = self.by_device.get(device) else {
             return view;
         };
+        view.contested = chain
+            .range(..=seq)
+            .filter(|(_, here)| here.len() > 1)
+            .map(|(s, _)| *s)
+            .collect();
         let mut at = seq;
-        let mut next = Some(head);
+        let mut next = head;
         while let Some(event) = next {
+            view.pinned.insert(at, event);
             let Some(prev) = chain.get(&at).and_then(|here| here.get(&event)) else {
                 break;
             };
-            view.on_chain.insert(event);
-            view.known_from = at;
             next = *prev;
-            if at == 1 {
+            if at <= 1 {
                 break;
             }
             at -= 1;
@@ -628,21 +650,24 @@ impl Graph<'_> {
         let mut status = vec![Err(Reason::AwaitingAuthority); self.entries.len()];
         let mut grants = vec![Vec::new(); n];
         let mut running = AuthState::new(self.founder);
-        for p in 0..n {
-            let i = self.order[p];
+        for (p, &i) in self.order.iter().enumerate() {
             let e = self.entries[i];
             let result = (|| {
                 if let Some(reason) = refused.get(&p) {
                     return Err(*reason);
                 }
                 if filtered.get(p) {
-                    return Err(Reason::BeyondCut);
+                    // Cut by a valid revocation (see `resolve`): why, from the cut's view.
+                    return Err(cuts
+                        .get(&e.author.device)
+                        .and_then(|c| c.admits(e.chain.seq, &e.event).err())
+                        .unwrap_or(Reason::BeyondCut));
                 }
-                if let Some(cut) = cuts.get(&e.author.device) {
-                    cut.admits(e.chain.seq, &e.event)?;
-                } else if forks
-                    .get(&e.author.device)
-                    .is_some_and(|f| *f <= e.chain.seq)
+                // Under a cut, the cut's chain decides which branch of a fork counts.
+                if !cuts.contains_key(&e.author.device)
+                    && forks
+                        .get(&e.author.device)
+                        .is_some_and(|f| *f <= e.chain.seq)
                 {
                     return Err(Reason::Forked);
                 }
@@ -684,12 +709,23 @@ impl Graph<'_> {
     }
 }
 
+/// A revocation (member removal or device revocation) among the authority entries,
+/// with what it would cut.
+struct Revocation {
+    /// Its topological position.
+    at: usize,
+    /// Where it cuts each device it concerns.
+    cuts: Vec<Cut>,
+    /// The authority entries it would refuse, by position.
+    cut_entries: Bits,
+}
+
 /// What a revocation cuts: per device, the cut's sequence number and head.
 fn revocation_cuts(
     g: &Graph<'_>,
     p: usize,
     links: &BTreeMap<DeviceKey, (IdentityKey, Option<usize>)>,
-) -> Option<(Vec<(DeviceKey, u64, Option<EventId>)>, bool)> {
+) -> Option<Vec<Cut>> {
     let e = g.entries[g.order[p]];
     let member_cuts = |member: &IdentityKey, cuts: &[Cut]| {
         let listed: BTreeMap<DeviceKey, &Cut> = cuts.iter().map(|c| (c.device, c)).collect();
@@ -699,44 +735,32 @@ fn revocation_cuts(
             // A device linked after the removal (on its past) is not the one removed.
             .filter(|(_, (_, link))| link.is_none_or(|l| !g.past[l].get(p)))
             .map(|(d, _)| match listed.get(d) {
-                Some(c) => (*d, c.seq, c.head),
-                None => (*d, 0, None),
+                Some(c) => **c,
+                None => Cut {
+                    device: *d,
+                    seq: 0,
+                    head: None,
+                },
             })
             .collect::<Vec<_>>()
     };
     match &e.op {
-        Operation::MemberRemoved { member, cuts } => Some((member_cuts(member, cuts), false)),
-        Operation::DeviceRevoked { cut } => Some((vec![(cut.device, cut.seq, cut.head)], false)),
-        Operation::RoleChanged {
-            member,
-            role: Role::Organizer,
-            cuts,
-        } => Some((member_cuts(member, cuts), true)),
+        Operation::MemberRemoved { member, cuts } => Some(member_cuts(member, cuts)),
+        Operation::DeviceRevoked { cut } => Some(vec![*cut]),
         _ => None,
     }
 }
 
-/// Whether an authority operation needs the admin role (linking or revoking one's own
-/// devices does not).
-fn needs_admin(e: &OpenedEntry, links: &BTreeMap<DeviceKey, (IdentityKey, Option<usize>)>) -> bool {
-    match &e.op {
-        Operation::DeviceLinked { cert } => cert.identity != e.author.identity,
-        Operation::DeviceRevoked { cut } => links
-            .get(&cut.device)
-            .is_none_or(|(id, _)| *id != e.author.identity),
-        _ => true,
-    }
+/// Whether `e` removes a member (as opposed to revoking one device): two of those aimed
+/// at each other's authors both hold (mutual removal).
+fn member_level(e: &OpenedEntry) -> bool {
+    matches!(e.op, Operation::MemberRemoved { .. })
 }
 
-/// Whether `e` revokes `author` (their identity or device) or demotes them.
+/// Whether `e` revokes `author` (their identity or device).
 fn targets(e: &OpenedEntry, author: &caucus_proto::Author) -> bool {
     match &e.op {
         Operation::MemberRemoved { member, .. } => *member == author.identity,
-        Operation::RoleChanged {
-            member,
-            role: Role::Organizer,
-            ..
-        } => *member == author.identity,
         Operation::DeviceRevoked { cut } => cut.device == author.device,
         _ => false,
     }
@@ -827,6 +851,17 @@ pub(crate) fn resolve(
         }
     }
 
+    // Each identity's first device: the one holding the identity key.
+    let mut first_link: BTreeMap<IdentityKey, (usize, DeviceKey)> = BTreeMap::new();
+    for (device, (identity, link)) in &links {
+        let at = link.unwrap_or(usize::MAX);
+        let slot = first_link.entry(*identity).or_insert((at, *device));
+        if at < slot.0 {
+            *slot = (at, *device);
+        }
+    }
+    let first_device: BTreeSet<DeviceKey> = first_link.values().map(|(_, d)| *d).collect();
+
     // First pass, nothing cut: what each entry's authority rests on.
     let none = Bits::new(n);
     let refused: BTreeMap<usize, Reason> = BTreeMap::new();
@@ -845,40 +880,53 @@ pub(crate) fn resolve(
     }
 
     // What each revocation would cut, among authority entries.
-    let mut revocations: Vec<(usize, Vec<(DeviceKey, u64, Option<EventId>)>, bool, Bits)> =
-        Vec::new();
+    let mut revocations: Vec<Revocation> = Vec::new();
     for p in 0..n {
-        let Some((cuts, demotion)) = revocation_cuts(&graph, p, &links) else {
+        let Some(cuts) = revocation_cuts(&graph, p, &links) else {
             continue;
         };
         let r = graph.entries[graph.order[p]];
         let mut f = Bits::new(n);
         for (q, &j) in graph.order.iter().enumerate() {
             let e = entries[j];
-            if q == p || targets(e, &r.author) || (demotion && !needs_admin(e, &links)) {
+            // Not what the revoker had in its past (it saw those), nor a mutual removal
+            // of its author.
+            if q == p
+                || graph.past[p].get(q)
+                || (targets(e, &r.author) && member_level(e) && member_level(r))
+            {
                 continue;
             }
-            if let Some((_, seq, head)) = cuts.iter().find(|(d, _, _)| *d == e.author.device) {
-                let view = chains.cut_view(&e.author.device, *seq, *head);
+            if let Some(c) = cuts.iter().find(|c| c.device == e.author.device) {
+                let view = chains.cut_view(&e.author.device, c.seq, c.head);
                 if view.admits(e.chain.seq, &e.event).is_err() {
                     f.set(q);
                 }
             }
         }
-        revocations.push((p, cuts, demotion, f));
+        revocations.push(Revocation {
+            at: p,
+            cuts,
+            cut_entries: f,
+        });
     }
 
     // Decide the revocations in priority order.
-    let before = |a: &(usize, _, bool, Bits), b: &(usize, _, bool, Bits)| -> bool {
-        let (pa, pb) = (a.0, b.0);
+    let before = |a: &Revocation, b: &Revocation| -> bool {
+        let (pa, pb) = (a.at, b.at);
         if graph.past[pb].get(pa) {
             return true;
+        }
+        // A revocation its author may not make even on its own past (an organizer
+        // removing someone, say) takes precedence over nothing.
+        if !first.valid.get(pa) {
+            return false;
         }
         if graph.past[pa].get(pb) {
             return false;
         }
-        let fa = a.3.intersects(&basis[pb]);
-        let fb = b.3.intersects(&basis[pa]);
+        let fa = a.cut_entries.intersects(&basis[pb]);
+        let fb = b.cut_entries.intersects(&basis[pa]);
         if fa != fb {
             return fa;
         }
@@ -886,11 +934,39 @@ pub(crate) fn resolve(
         let eb = graph.entries[graph.order[pb]];
         let ta = targets(ea, &eb.author);
         let tb = targets(eb, &ea.author);
+        if ta && tb && !(member_level(ea) && member_level(eb)) {
+            // Two devices revoking each other: the identity's first device (the one
+            // holding the identity key) goes first.
+            return first_device.contains(&ea.author.device)
+                && !first_device.contains(&eb.author.device);
+        }
         ta && !tb
     };
-    let mut filtered = Bits::new(n);
-    let mut protected = Bits::new(n);
-    let mut cut_views: BTreeMap<DeviceKey, CutView> = BTreeMap::new();
+    // The cuts of the revocations decided valid so far, in decision order: each one's
+    // cut entries, less what the authority of those before it rests on.
+    let apply_cuts = |valid: &[usize]| {
+        let mut filtered = Bits::new(n);
+        let mut protected = Bits::new(n);
+        let mut cut_views: BTreeMap<DeviceKey, CutView> = BTreeMap::new();
+        for &k in valid {
+            let r = &revocations[k];
+            let mut f = r.cut_entries.clone();
+            f.and_not(&protected);
+            filtered.or(&f);
+            protected.or(&basis[r.at]);
+            for c in &r.cuts {
+                let view = chains.cut_view(&c.device, c.seq, c.head);
+                if cut_views
+                    .get(&c.device)
+                    .is_none_or(|old| view.seq < old.seq)
+                {
+                    cut_views.insert(c.device, view);
+                }
+            }
+        }
+        (filtered, cut_views)
+    };
+    let mut decided: Vec<usize> = Vec::new();
     let mut undecided: Vec<usize> = (0..revocations.len()).collect();
     while !undecided.is_empty() {
         let minimal: Vec<usize> = undecided
@@ -907,31 +983,30 @@ pub(crate) fn resolve(
         } else {
             &minimal
         };
-        let Some(&pick) = pool.iter().min_by_key(|&&k| revocations[k].0) else {
+        let Some(&pick) = pool.iter().min_by_key(|&&k| revocations[k].at) else {
             break;
         };
         undecided.retain(|&k| k != pick);
-        let (p, cuts, demotion, f) = &revocations[pick];
+        let (filtered, cut_views) = apply_cuts(&decided);
+        if graph
+            .pass(&filtered, &refused, &cut_views, &forks)
+            .valid
+            .get(revocations[pick].at)
+        {
+            decided.push(pick);
+        }
+    }
+    // A revocation decided early (where the order had to break a cycle) may fall to the
+    // cut of one decided later: drop it, and its cuts, until every one left holds.
+    let (mut filtered, mut cut_views) = apply_cuts(&decided);
+    for _ in 0..revocations.len() {
         let pass = graph.pass(&filtered, &refused, &cut_views, &forks);
-        if !pass.valid.get(*p) {
-            continue;
+        let before_len = decided.len();
+        decided.retain(|&k| pass.valid.get(revocations[k].at));
+        if decided.len() == before_len {
+            break;
         }
-        let mut f = f.clone();
-        f.and_not(&protected);
-        filtered.or(&f);
-        protected.set(*p);
-        protected.or(&basis[*p]);
-        if !*demotion {
-            for (device, seq, head) in cuts {
-                let view = chains.cut_view(device, *seq, *head);
-                match cut_views.get(device) {
-                    Some(old) if old.seq <= view.seq => {}
-                    _ => {
-                        cut_views.insert(*device, view);
-                    }
-                }
-            }
-        }
+        (filtered, cut_views) = apply_cuts(&decided);
     }
 
     // Final passes: deliveries of an epoch after a contested one must have every

@@ -68,9 +68,6 @@ pub enum Reason {
     /// The device wrote two different entries at one place of its chain.
     #[error("its device wrote two different entries at one place of its chain")]
     Forked,
-    /// Under a cut, but the device's chain down to it is not all held yet.
-    #[error("waits for earlier entries of its device")]
-    AwaitingChain,
     /// Names authority entries (heads) not held yet.
     #[error("waits for the authority entries it was made on")]
     AwaitingAuthority,
@@ -112,10 +109,10 @@ impl Reason {
         )
     }
 
-    /// Whether the entry may count once more entries arrive (it waits for its device's
-    /// chain or for the authority entries it names), as opposed to refused as it stands.
+    /// Whether the entry may count once more entries arrive (it waits for the authority
+    /// entries it names), as opposed to refused as it stands.
     pub fn is_waiting(self) -> bool {
-        matches!(self, Reason::AwaitingChain | Reason::AwaitingAuthority)
+        matches!(self, Reason::AwaitingAuthority)
     }
 }
 

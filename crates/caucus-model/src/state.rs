@@ -565,6 +565,12 @@ impl State {
         self.resolution.forks.iter().map(|(d, s)| (*d, *s))
     }
 
+    /// The sequence number a device is cut at by the valid removals and revocations held
+    /// (the lowest): its entries beyond it never count. `None` if it is not cut.
+    pub fn cut_seq(&self, device: &DeviceKey) -> Option<u64> {
+        self.resolution.cuts.get(device).map(|c| c.seq)
+    }
+
     /// Where a revocation of `device` written now cuts it: the last entry of it held.
     pub fn cut_of(&self, device: &DeviceKey) -> Cut {
         match self.chain_tip(device) {

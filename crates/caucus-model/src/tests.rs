@@ -1,5 +1,6 @@
 //! Unit tests: one or more per operation, per role refusal and per aggregate.
 
+mod attacks;
 mod properties;
 
 use crate::testing::{
