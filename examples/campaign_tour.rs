@@ -185,14 +185,15 @@ fn run() -> Result<()> {
         &at_rest,
         rng,
     )?;
-    phone.write(Operation::DeviceLinked { cert: linked.cert }, now_ms(), rng)?;
+    // The laptop records the phone: only an identity's first device introduces itself.
+    laptop.write(Operation::DeviceLinked { cert: linked.cert }, now_ms(), rng)?;
     let s = sync(&mut laptop, &mut phone)?;
     ensure!(
         laptop.state_hash() == phone.state_hash(),
         "phone and laptop differ after linking"
     );
     steps.line(format!(
-        "2. Dana's laptop shows pairing code {}; the phone types it, Noise NNpsk0 hands over cert + keyring ({} + {} bytes); phone's DeviceLinked synced ({} bytes)",
+        "2. Dana's laptop shows pairing code {}; the phone types it, Noise NNpsk0 hands over cert + keyring ({} + {} bytes); the laptop's DeviceLinked for the phone synced ({} bytes)",
         &*code.reveal(), request.len(), grant.len(), s.bytes
     ));
 
@@ -374,6 +375,7 @@ fn run() -> Result<()> {
     laptop.write(
         Operation::MemberRemoved {
             member: luis.public(),
+            cuts: laptop.state().cuts_of(&luis.public()),
         },
         now_ms(),
         rng,

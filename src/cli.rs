@@ -1111,13 +1111,27 @@ async fn command(ctx: &mut Ctx, command: Command) -> Result<()> {
                 .filter(|d| !d.revoked)
                 .map(|d| (d.device.0, d.device));
             let d = by_prefix(live, &device, "device", "caucus device list")?;
-            ctx.write(&g, Operation::DeviceRevoked { device: d })
-                .await?;
+            let state = ctx.node.state(&g)?;
+            // The identity's first device holds its identity key: it can certify more.
+            let compromised = state.device(&d).filter(|x| x.first).map(|x| {
+                state
+                    .member(&x.cert.identity)
+                    .map(|m| m.name.clone())
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| out::short(&x.cert.identity.0))
+            });
+            let cut = state.cut_of(&d);
+            ctx.write(&g, Operation::DeviceRevoked { cut }).await?;
             let epoch = rotate(ctx, &g).await?;
             println!(
                 "device {} revoked; group moved to epoch {epoch}",
                 out::short(&d.0)
             );
+            if let Some(name) = compromised {
+                println!(
+                    "warning: that device holds {name}'s identity key; treat the identity as compromised: `caucus member remove` them and invite them again under a new identity (`caucus init` on a fresh home)"
+                );
+            }
         }
         Command::Member(MemberCmd::List { group }) => {
             let g = ctx.group(&group)?;
@@ -1143,7 +1157,8 @@ async fn command(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::Member(MemberCmd::Remove { member, group }) => {
             let g = ctx.group(&group)?;
             let m = ctx.member(&g, &member)?;
-            ctx.write(&g, Operation::MemberRemoved { member: m })
+            let cuts = ctx.node.state(&g)?.cuts_of(&m);
+            ctx.write(&g, Operation::MemberRemoved { member: m, cuts })
                 .await?;
             let epoch = rotate(ctx, &g).await?;
             if json {
@@ -1166,8 +1181,16 @@ async fn command(ctx: &mut Ctx, command: Command) -> Result<()> {
                 "organizer" => Role::Organizer,
                 _ => bail!("role must be admin or organizer"),
             };
-            ctx.write(&g, Operation::RoleChanged { member: m, role })
-                .await?;
+            let cuts = ctx.node.state(&g)?.cuts_of(&m);
+            ctx.write(
+                &g,
+                Operation::RoleChanged {
+                    member: m,
+                    role,
+                    cuts,
+                },
+            )
+            .await?;
             println!("{member} is now {}", role_name(role));
         }
         Command::Contact(c) => contact(ctx, c).await?,
@@ -1878,11 +1901,19 @@ async fn status(ctx: &mut Ctx) -> Result<()> {
     } else {
         None
     };
+    // The running node's counts; with none running, what opening the home just refused.
+    let refused: Vec<(String, u64)> = match &running {
+        Some(s) => s.refused.clone(),
+        None => (ctx.node.refused_counts().iter())
+            .map(|(reason, count)| ((*reason).to_owned(), *count))
+            .collect(),
+    };
     if ctx.json {
         println!(
             "{}",
             json!({
                 "running": running.is_some(),
+                "refused": refused.iter().map(|(r, n)| (r.clone(), json!(n))).collect::<serde_json::Map<String, serde_json::Value>>(),
                 "peer_id": running.as_ref().map(|s| s.peer_id.clone()),
                 "addresses": running.as_ref().map(|s| s.addresses.clone()).unwrap_or_default(),
                 "peers": running.as_ref().map(|s| s.peers.clone()).unwrap_or_default(),
@@ -1914,6 +1945,15 @@ async fn status(ctx: &mut Ctx) -> Result<()> {
                 }
             }
             None => println!("node not running (`caucus run`)"),
+        }
+        if !refused.is_empty() {
+            let each: Vec<String> = (refused.iter())
+                .map(|(reason, count)| format!("{count} {reason}"))
+                .collect();
+            println!(
+                "entries refused since the node started: {}",
+                each.join(", ")
+            );
         }
         for g in &groups {
             let last = running

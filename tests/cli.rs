@@ -572,6 +572,27 @@ fn three_organizers_a_phone_and_a_relay() {
             .as_array()
             .is_some_and(|r| r.iter().any(|x| x["entries"].as_u64().unwrap_or(0) > 0))
     });
+    // Revoking the device that holds an identity's key (Maria's only one) says what
+    // that means, in one line.
+    let devices = json(dana, &["device", "list"]);
+    let maria_device = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["member_name"] == "Maria")
+        .unwrap()["device"]
+        .as_str()
+        .unwrap()[..16]
+        .to_string();
+    let out = ok(dana, &["device", "revoke", &maria_device]);
+    let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning")).collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: that device holds Maria's identity key; treat the identity as compromised: `caucus member remove` them and invite them again under a new identity (`caucus init` on a fresh home)"
+        ],
+        "{out}"
+    );
     for r in runs {
         r.stop();
     }

@@ -139,7 +139,7 @@ fn committee(seed: u64) -> Committee {
         laptop.write(op, clock.now(), r).unwrap();
     }
 
-    // The phone: pairing code typed on the phone, link handshake, self-introduction.
+    // The phone: pairing code typed on the phone, link handshake, recorded by the laptop.
     let code = PairingCode::generate(r);
     let phone_keys = DeviceKeys::generate_unlinked(r);
     let typed = PairingCode::parse(&code.reveal().to_lowercase()).unwrap();
@@ -168,7 +168,9 @@ fn committee(seed: u64) -> Committee {
         r,
     )
     .unwrap();
-    let linked_entry = phone
+    // Dana's laptop records the phone (only an identity's first device introduces
+    // itself), and the phone learns of it by sync.
+    let linked_entry = laptop
         .write(
             Operation::DeviceLinked { cert: linked.cert },
             clock.now(),
@@ -318,7 +320,14 @@ fn campaign(c: &mut Committee) -> (Vec<EntryId>, EntryId) {
     // Dana removes Luis and delivers epoch 2 to the remaining devices.
     let luis = c.luis.public();
     c.laptop
-        .write(Operation::MemberRemoved { member: luis }, clock.now(), r)
+        .write(
+            Operation::MemberRemoved {
+                member: luis,
+                cuts: c.laptop.state().cuts_of(&luis),
+            },
+            clock.now(),
+            r,
+        )
         .unwrap();
     let recipients: Vec<Recipient> = c
         .laptop
@@ -535,15 +544,18 @@ fn an_altered_or_foreign_entry_is_refused_and_harms_nothing() {
     // member of epoch 1) but the model gives it no effect.
     let r = &mut c.rng;
     let keys = c.luis_laptop.keyring.get(1).unwrap();
+    let op = note(ContactId([9; 16]), "after being removed");
+    let chain = (c.luis_laptop.state()).next_chain(&c.luis_laptop.device.device_key(), &op);
     let rogue = caucus::crypto::seal(
         &c.group,
         keys,
         &c.luis_laptop.device,
+        chain,
         caucus::proto::Hlc {
             wall_ms: c.clock.now(),
             counter: 0,
         },
-        note(ContactId([9; 16]), "after being removed"),
+        op,
         r,
     )
     .unwrap()
@@ -553,7 +565,7 @@ fn an_altered_or_foreign_entry_is_refused_and_harms_nothing() {
     c.phone.receive([rogue]).unwrap();
     assert_eq!(
         c.phone.state().status(&rogue_id),
-        Some(caucus::model::Outcome::Rejected(Reason::NotAMember))
+        Some(caucus::model::Outcome::Rejected(Reason::BeyondCut))
     );
     assert!(!c.phone.state().all_notes().any(|n| n.entry == rogue_id));
 }

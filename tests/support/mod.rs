@@ -91,6 +91,8 @@ pub(crate) struct Replica {
     pending: BTreeMap<EntryId, Pending>,
     refused: BTreeMap<EntryId, OpenError>,
     not_for_me: BTreeSet<u64>,
+    /// Valid epoch deliveries already looked at.
+    taken: BTreeSet<EntryId>,
 }
 
 /// What one [`Replica::receive`] did.
@@ -163,6 +165,7 @@ impl Replica {
             pending: BTreeMap::new(),
             refused: BTreeMap::new(),
             not_for_me: BTreeSet::new(),
+            taken: BTreeSet::new(),
         })
     }
 
@@ -211,6 +214,7 @@ impl Replica {
             pending: BTreeMap::new(),
             refused: BTreeMap::new(),
             not_for_me: BTreeSet::new(),
+            taken: BTreeSet::new(),
         };
         for e in unopened {
             let envelope = Envelope::decode(&e.envelope)?;
@@ -307,7 +311,7 @@ impl Replica {
         &self.not_for_me
     }
 
-    /// Writes one operation as this device: seals it under the current epoch and takes
+    /// Writes one operation as this device: seals it under the model's current epoch and takes
     /// it through [`Replica::receive`] like any entry. Fails unless the fold applies it.
     pub(crate) fn write<R: CryptoRng + ?Sized>(
         &mut self,
@@ -316,15 +320,19 @@ impl Replica {
         rng: &mut R,
     ) -> Result<EntryId> {
         let kind = op.kind();
+        // The model's epoch (the keyring may hold a later one that did not win), at this
+        // device's next place in its chain.
         let keys = self
             .keyring
-            .current()
-            .context("no epoch key to seal with")?;
+            .get(self.state().current_epoch())
+            .context("no key of the current epoch to seal with")?;
+        let chain = self.state().next_chain(&self.device.device_key(), &op);
         self.clock = self.clock.tick(now_ms);
         let envelope = seal(
             &self.keyring.group(),
             keys,
             &self.device,
+            chain,
             self.clock,
             op,
             rng,
@@ -413,16 +421,27 @@ impl Replica {
             for e in &opened {
                 self.clock = self.clock.observe(e.hlc);
             }
-            let deliveries: Vec<OpenedEntry> = opened
-                .iter()
-                .filter(|e| matches!(e.op, Operation::EpochKeyDelivered { .. }))
-                .cloned()
-                .collect();
             // Durable before it counts: stored, folded and the views updated, in one go.
             self.store
                 .apply(&mut self.group, batch, self.clock.wall_ms)?;
-            for e in deliveries {
-                self.take_epoch_key(&e)?;
+            // Every valid delivery not taken yet: one received now, or one an entry
+            // received now made valid (it waited for the authority entries it names).
+            let deliveries: Vec<(u64, EntryId, DeviceKey, Operation)> = (self.state())
+                .epoch_deliveries()
+                .iter()
+                .flat_map(|(epoch, ds)| ds.iter().map(move |d| (*epoch, d)))
+                .filter(|(_, d)| !self.taken.contains(&d.entry))
+                .map(|(epoch, d)| {
+                    let op = Operation::EpochKeyDelivered {
+                        epoch,
+                        deliveries: d.deliveries.clone(),
+                    };
+                    (epoch, d.entry, d.author.device, op)
+                })
+                .collect();
+            for (epoch, entry, author, op) in deliveries {
+                self.taken.insert(entry);
+                self.take_epoch_key(epoch, entry, &author, &op)?;
             }
         }
         let waiting: Vec<Incoming> = (self.pending.iter())
@@ -441,19 +460,28 @@ impl Replica {
     }
 
     /// Opens this device's share of an `EpochKeyDelivered` the fold accepted (an admin's).
-    fn take_epoch_key(&mut self, entry: &OpenedEntry) -> Result<()> {
-        if self.state().status(&entry.id) != Some(Outcome::Applied) {
+    fn take_epoch_key(
+        &mut self,
+        epoch: u64,
+        entry: EntryId,
+        author: &DeviceKey,
+        op: &Operation,
+    ) -> Result<()> {
+        if self.state().status(&entry) != Some(Outcome::Applied) {
             return Ok(());
         }
         let group = self.keyring.group();
-        match open_delivery(&group, &entry.author.device, &entry.op, &self.device) {
-            Ok((epoch, secret)) => {
+        match open_delivery(&group, author, op, &self.device) {
+            Ok((opened, secret)) => {
+                ensure!(
+                    opened == epoch,
+                    "{}: delivery for another epoch",
+                    self.label
+                );
                 self.keyring.insert(epoch, secret)?;
             }
             Err(DeliveryError::NotARecipient) => {
-                if let Operation::EpochKeyDelivered { epoch, .. } = entry.op {
-                    self.not_for_me.insert(epoch);
-                }
+                self.not_for_me.insert(epoch);
             }
             Err(e) => bail!("{}: epoch delivery does not open: {e}", self.label),
         }

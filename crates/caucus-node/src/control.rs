@@ -113,6 +113,8 @@ pub struct StatusReply {
     /// Relays connected now and what they hold of each group: relay, group, entries,
     /// bytes, entries refused by its quota.
     pub relays: Vec<(String, GroupId, u64, u64, u64)>,
+    /// Entries the node refused since it started, by reason (`Node::refused_counts`).
+    pub refused: Vec<(String, u64)>,
 }
 
 async fn write_frame<T: Serialize>(s: &mut UnixStream, value: &T) -> Result<(), NodeError> {
@@ -282,8 +284,14 @@ pub async fn status(running: &Running) -> StatusReply {
             relays.push((peer.to_string(), *g, u.entries, u.bytes, u.refused));
         }
     }
+    let refused = running.with_node(|n| {
+        (n.refused_counts().iter())
+            .map(|(reason, count)| ((*reason).to_owned(), *count))
+            .collect()
+    });
     StatusReply {
         relays,
+        refused,
         peer_id: running.peer_id().to_string(),
         addresses: running
             .listen_addrs()

@@ -11,8 +11,16 @@
 //!
 //! An entry that cannot be opened *yet* (its device's `DeviceLinked` or its epoch key
 //! has not arrived) is stored without a body (sync still offers it on) and tried again
-//! on every later receive; one that can never be opened (bad proof, altered ciphertext,
-//! forged signature) is dropped and counted, and the state does not change.
+//! once what it waits for may have come: a key of its epoch, new authority entries (its
+//! device's link), or, for an entry stamped more than [`MAX_CLOCK_AHEAD_MS`] ahead of
+//! this device's wall clock, its time. One that can never be opened (bad proof, altered
+//! ciphertext, forged signature) is dropped and counted, and the state does not change.
+//! Only entries the fold applies move this device's clock.
+//!
+//! **Sealing.** New entries take their place in this device's chain
+//! ([`State::next_chain`]) and are sealed under the epoch the *model* resolved (the
+//! winning delivery of [`State::current_epoch`]), not the highest epoch the keyring
+//! holds: a concurrent epoch change this device saw first may have lost.
 
 use crate::NodeError;
 use crate::home::{Home, Vault};
@@ -24,12 +32,13 @@ use caucus_crypto::invite::{
 use caucus_crypto::link::{LinkHost, LinkNewDevice, PairingCode};
 use caucus_crypto::seal::DeviceDirectory;
 use caucus_crypto::{
-    DeviceKeys, EpochSecret, IdentityKeypair, Keyring, OpenError, open_batch, seal,
+    DeviceKeys, EpochSecret, IdentityKeypair, KeyId, Keyring, OpenError, open_batch, seal_event,
     session_proof_epoch,
 };
-use caucus_model::{OpenedEntry, Outcome, State};
+use caucus_model::{OpenedEntry, Outcome, Reason, State};
 use caucus_proto::{
-    DeviceCert, DeviceKey, EntryId, Envelope, GroupId, Hlc, IdentityKey, NoticeId, Operation, Role,
+    Chain, DeviceCert, DeviceKey, EntryId, Envelope, GroupId, Hlc, IdentityKey, NoticeId,
+    Operation, Role,
 };
 use caucus_store::{DbKey, Durability, GroupState, Incoming, Store, StoredEntry, VerifiedBody};
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,11 +65,48 @@ impl DeviceDirectory for Directory<'_> {
     }
 }
 
+/// How far ahead of this device's wall clock an entry may be stamped and still be
+/// applied: 10 minutes. One stamped further ahead is held (stored without a body) until
+/// the wall clock comes within this bound of it, so a device with a clock set ahead
+/// cannot drag every clock in the group (nor sort its entries after everyone's).
+pub const MAX_CLOCK_AHEAD_MS: u64 = 600_000;
+
+/// The write refused to a device that the current epoch's key was not sealed to.
+const NOT_GIVEN_EPOCH: &str =
+    "this device was not given the current epoch's key: it was removed or revoked";
+/// The write refused to a non-admin while concurrent epoch changes are unresolved.
+const EPOCH_UNSETTLED: &str = "the group's epoch is being settled after concurrent changes; an admin's next action settles it";
+
+/// What a pending entry waits for before it is tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// Not tried yet (just received, or loaded when the home opened).
+    Untried,
+    /// A key of this epoch.
+    Epoch(u64),
+    /// Its device's link: tried again once authority entries arrived after the group's
+    /// authority generation it was last tried at.
+    Device(u64),
+    /// Its clock: tried again once the wall clock reaches this (Unix ms).
+    Time(u64),
+}
+
 /// An entry received but not opened yet.
 #[derive(Debug)]
 struct Pending {
     envelope: Envelope,
     bytes: Vec<u8>,
+    wait: Wait,
+}
+
+impl Pending {
+    fn new(envelope: Envelope, bytes: Vec<u8>) -> Pending {
+        Pending {
+            envelope,
+            bytes,
+            wait: Wait::Untried,
+        }
+    }
 }
 
 /// One group as this device holds it.
@@ -69,6 +115,48 @@ pub(crate) struct GroupCore {
     pub(crate) keyring: Keyring,
     pub(crate) state: GroupState,
     pending: BTreeMap<EntryId, Pending>,
+    /// Counts the batches that brought authority entries (which may link devices).
+    authority_generation: u64,
+    /// Valid epoch deliveries whose share for this device was already looked at.
+    deliveries_taken: BTreeSet<EntryId>,
+    /// The winning delivery last sealed under and the key it gave.
+    sealing: Option<(EntryId, KeyId)>,
+}
+
+impl GroupCore {
+    fn new(keyring: Keyring, state: GroupState) -> GroupCore {
+        GroupCore {
+            keyring,
+            state,
+            pending: BTreeMap::new(),
+            authority_generation: 0,
+            deliveries_taken: BTreeSet::new(),
+            sealing: None,
+        }
+    }
+
+    /// Whether what `p` waits for may have come.
+    fn due(&self, p: &Pending, now: u64) -> bool {
+        match p.wait {
+            Wait::Untried => true,
+            Wait::Epoch(epoch) => !self.keyring.candidates(epoch).is_empty(),
+            Wait::Device(generation) => self.authority_generation > generation,
+            Wait::Time(at) => now >= at,
+        }
+    }
+}
+
+/// What [`Node::revoke_device`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Revoked {
+    /// The epoch the group moved to (the revoked device does not get it).
+    pub epoch: u64,
+    /// The identity the device was certified to.
+    pub identity: IdentityKey,
+    /// The device was its identity's first device, the one holding the identity key:
+    /// whoever holds it can certify new devices, so the identity is compromised (remove
+    /// the member and invite them again under a new identity).
+    pub identity_compromised: bool,
 }
 
 /// One entry [`Node::receive`] opened, stored and folded: enough for the running node
@@ -94,7 +182,8 @@ pub struct Received {
     pub opened: Vec<OpenedSummary>,
     /// Envelopes new to this node (opened or not).
     pub new: usize,
-    /// Entries still waiting for a device link or an epoch key.
+    /// Entries still waiting: for a device link, an epoch key, or (stamped too far
+    /// ahead of this clock) their time.
     pub pending: usize,
     /// Entries refused for good (malformed, forged, altered).
     pub refused: usize,
@@ -146,6 +235,8 @@ pub struct Node {
     outbox: Vec<(GroupId, Vec<u8>)>,
     /// Set when this device took a new epoch key: relays need the new token.
     rotated: bool,
+    /// Entries refused since this node started, by reason (see [`Node::refused_counts`]).
+    refused: Refusals,
 }
 
 impl std::fmt::Debug for Node {
@@ -236,6 +327,7 @@ impl Node {
             groups: BTreeMap::new(),
             outbox: Vec::new(),
             rotated: false,
+            refused: Refusals::default(),
         })
     }
 
@@ -250,6 +342,8 @@ impl Node {
             caucus_store::StoreError::Unreadable { .. } => NodeError::Corrupt(
                 "the database does not open with this home's key (damaged or replaced)".into(),
             ),
+            // Its own one line, which says what to do.
+            old @ caucus_store::StoreError::OldEntryFormat => NodeError::Refused(old.to_string()),
             other => other.into(),
         })?;
         let mut node = Node {
@@ -264,6 +358,7 @@ impl Node {
             groups: BTreeMap::new(),
             outbox: Vec::new(),
             rotated: false,
+            refused: Refusals::default(),
         };
         for (group, _founder) in node.store.groups()? {
             node.load(group)?;
@@ -279,26 +374,24 @@ impl Node {
         let keyring = Keyring::from_secret_bytes(&Zeroizing::new(bytes))
             .map_err(|e| NodeError::Corrupt(e.to_string()))?;
         let state = self.store.load_group(&group)?;
+        // What the fold applied moves the clock, and this device's own entries always
+        // (its clock never runs back behind what it wrote).
+        let me = self.device.device_key();
         for e in state.state().entries() {
-            self.clock = self.clock.observe(e.hlc);
+            if e.author.device == me || state.state().status(&e.id) == Some(Outcome::Applied) {
+                self.clock = self.clock.observe(e.hlc);
+            }
         }
-        let mut core = GroupCore {
-            keyring,
-            state,
-            pending: BTreeMap::new(),
-        };
+        let mut core = GroupCore::new(keyring, state);
         for e in self.store.unopened(&group)? {
             if let Ok(envelope) = Envelope::decode(&e.envelope) {
-                core.pending.insert(
-                    e.id,
-                    Pending {
-                        envelope,
-                        bytes: e.envelope,
-                    },
-                );
+                core.pending
+                    .insert(e.id, Pending::new(envelope, e.envelope));
             }
         }
         self.groups.insert(group, core);
+        // Keys of deliveries a later entry made valid (a re-fold) are taken here.
+        self.take_epoch_keys(&group)?;
         if !self
             .groups
             .get(&group)
@@ -381,7 +474,7 @@ impl Node {
                 name: state.group_name().unwrap_or("").to_owned(),
                 members: state.current_members().count(),
                 entries: self.store.entry_count(id)?,
-                epoch: g.keyring.current().map_or(0, |k| k.epoch()),
+                epoch: state.current_epoch(),
                 role: state.member(&me).filter(|m| m.is_current()).map(|m| m.role),
             });
         }
@@ -468,14 +561,7 @@ impl Node {
         self.store.add_group(group, founder)?;
         self.save_keyring(&keyring)?;
         let state = self.store.load_group(&group)?;
-        self.groups.insert(
-            group,
-            GroupCore {
-                keyring,
-                state,
-                pending: BTreeMap::new(),
-            },
-        );
+        self.groups.insert(group, GroupCore::new(keyring, state));
         Ok(())
     }
 
@@ -523,14 +609,23 @@ impl Node {
         op: Operation,
         mut publish: Option<Publish<'_>>,
     ) -> Result<(EntryId, Vec<u8>, Received), NodeError> {
+        let (epoch, key_id) = self.ready_to_seal(group, &op)?;
         let core = self.groups.get(group).ok_or(NodeError::UnknownGroup)?;
-        let keys = core
-            .keyring
-            .current()
-            .ok_or_else(|| NodeError::Crypto("no epoch key to seal with".into()))?;
+        let state = core.state.state();
+        let op = with_current_cuts(state, op);
+        let chain = state.next_chain(&self.device.device_key(), &op);
+        let keys = sealing_keys(&core.keyring, epoch, key_id)?;
         self.clock = self.clock.tick(now_ms());
-        let envelope = seal(group, keys, &self.device, self.clock, op, &mut rand::rng())
-            .map_err(|e| NodeError::Refused(e.to_string()))?;
+        let (envelope, _) = seal_event(
+            group,
+            keys,
+            &self.device,
+            chain,
+            self.clock,
+            op,
+            &mut rand::rng(),
+        )
+        .map_err(|e| NodeError::Refused(e.to_string()))?;
         let bytes = envelope
             .encode()
             .map_err(|e| NodeError::Refused(e.to_string()))?;
@@ -560,6 +655,107 @@ impl Node {
         }
     }
 
+    /// Before sealing `op`: settles the epoch if concurrent epoch changes left it
+    /// unsettled (an admin rotates first; anyone else is refused), then picks the key
+    /// to seal with (see [`Node::sealing_key`]).
+    fn ready_to_seal(
+        &mut self,
+        group: &GroupId,
+        op: &Operation,
+    ) -> Result<(u64, KeyId), NodeError> {
+        // A delivery is what settles the epoch: it is sealed as it stands.
+        if !matches!(op, Operation::EpochKeyDelivered { .. }) && !self.state(group)?.epoch_settled()
+        {
+            if !self.is_admin(group)? {
+                return Err(NodeError::Refused(EPOCH_UNSETTLED.into()));
+            }
+            tracing::info!(group = %group, "settling the epoch after concurrent changes");
+            self.rotate_epoch(group)?;
+            if !self.state(group)?.epoch_settled() {
+                return Err(NodeError::Refused(EPOCH_UNSETTLED.into()));
+            }
+        }
+        self.sealing_key(group)
+    }
+
+    /// Whether this organizer is a current admin of the group.
+    fn is_admin(&self, group: &GroupId) -> Result<bool, NodeError> {
+        Ok(self
+            .state(group)?
+            .member(&self.identity())
+            .is_some_and(|m| m.is_current() && m.role == Role::Admin))
+    }
+
+    /// The epoch and key new entries are sealed with: the model's current epoch, under
+    /// the key of its winning delivery ([`State::epoch_winner`]), opened from this
+    /// device's share of it (and made the keyring's preferred candidate); the founding
+    /// key for epoch 1. A device linked or joined after that delivery (so not one of its
+    /// recipients, but a current device) seals with the key its grant or welcome gave.
+    /// A device neither given the key nor current is refused: it was removed or revoked.
+    fn sealing_key(&mut self, group: &GroupId) -> Result<(u64, KeyId), NodeError> {
+        let me = self.device.device_key();
+        let core = self.groups.get_mut(group).ok_or(NodeError::UnknownGroup)?;
+        let state = core.state.state();
+        let epoch = state.current_epoch();
+        let Some(winner) = state.epoch_winner() else {
+            let keys = core
+                .keyring
+                .get(1)
+                .ok_or_else(|| NodeError::Crypto("no epoch key to seal with".into()))?;
+            return Ok((keys.epoch(), keys.key_id()));
+        };
+        if let Some((entry, key_id)) = core.sealing
+            && entry == winner.entry
+        {
+            return Ok((epoch, key_id));
+        }
+        let Some(mine) = winner.deliveries.iter().find(|d| d.device == me) else {
+            let current = state.current_devices().any(|c| c.device == me);
+            return match core.keyring.get(epoch) {
+                Some(keys) if current => Ok((epoch, keys.key_id())),
+                _ => Err(NodeError::Refused(NOT_GIVEN_EPOCH.into())),
+            };
+        };
+        let op = Operation::EpochKeyDelivered {
+            epoch,
+            deliveries: vec![mine.clone()],
+        };
+        let (opened, secret) = open_delivery(group, &winner.author.device, &op, &self.device)
+            .map_err(|e| NodeError::Crypto(format!("the current epoch's key: {e}")))?;
+        if opened != epoch {
+            return Err(NodeError::Crypto(
+                "the current epoch's key was delivered for another epoch".into(),
+            ));
+        }
+        let winner_entry = winner.entry;
+        let held = core.keyring.candidates(epoch).len();
+        let key_id = core
+            .keyring
+            .insert(epoch, secret)
+            .map_err(|e| NodeError::Crypto(e.to_string()))?;
+        let preferred = core.keyring.get(epoch).map(|k| k.key_id()) == Some(key_id);
+        core.keyring.prefer(epoch, key_id);
+        core.sealing = Some((winner_entry, key_id));
+        let new_key = core.keyring.candidates(epoch).len() != held;
+        if !preferred || new_key {
+            let bytes = core
+                .keyring
+                .to_secret_bytes()
+                .map_err(|e| NodeError::Crypto(e.to_string()))?;
+            self.store.put_wrapped_key(&keyring_name(group), &bytes)?;
+            // A key not held before: relays need its token.
+            self.rotated |= new_key;
+        }
+        Ok((epoch, key_id))
+    }
+
+    /// Entries refused since this node started (opened by it: a bad proof, signature or
+    /// certificate; or refused by the fold: written beyond a cut, forked, not a member
+    /// ...), counted by reason. Entries waiting for earlier ones are not counted.
+    pub fn refused_counts(&self) -> &BTreeMap<&'static str, u64> {
+        &self.refused.counts
+    }
+
     /// This device's entries written since the last call, to publish. A running node
     /// drains it after every operation; offline, entries go out by sync later.
     pub fn take_outbox(&mut self) -> Vec<(GroupId, Vec<u8>)> {
@@ -580,21 +776,44 @@ impl Node {
         ops: Vec<Operation>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Vec<EntryId>, NodeError> {
+        let Some(first) = ops.first() else {
+            return Ok(Vec::new());
+        };
+        let (epoch, key_id) = self.ready_to_seal(group, first)?;
+        let device = self.device.device_key();
         let core = self.groups.get_mut(group).ok_or(NodeError::UnknownGroup)?;
-        let keys = core
-            .keyring
-            .current()
-            .ok_or_else(|| NodeError::Crypto("no epoch key to seal with".into()))?;
+        let keys = sealing_keys(&core.keyring, epoch, key_id)?;
         let mut envelopes = Vec::with_capacity(ops.len());
         let mut encoded = Vec::with_capacity(ops.len());
         let mut rng = rand::rng();
+        // One chain: each entry after the first names the one before it.
+        let mut prev: Option<(u64, caucus_proto::EventId)> = None;
+        let mut authority = false;
         for op in ops {
+            let state = core.state.state();
+            let op = with_current_cuts(state, op);
+            authority |= op.is_authority();
+            let chain = match prev {
+                Some((seq, event)) => Chain {
+                    seq: seq.saturating_add(1),
+                    prev: Some(event),
+                    heads: if op.is_authority() {
+                        state.authority_heads().to_vec()
+                    } else {
+                        Vec::new()
+                    },
+                },
+                None => state.next_chain(&device, &op),
+            };
+            let seq = chain.seq;
             self.clock = self.clock.tick(now_ms());
             // Record `i` of a `Records` entry is stamped `clock.nth(i)`: the next entry
             // must sort after the last of them.
             let records = op.each().len() as u32;
-            let envelope = seal(group, keys, &self.device, self.clock, op, &mut rng)
-                .map_err(|e| NodeError::Refused(e.to_string()))?;
+            let (envelope, event) =
+                seal_event(group, keys, &self.device, chain, self.clock, op, &mut rng)
+                    .map_err(|e| NodeError::Refused(e.to_string()))?;
+            prev = Some((seq, event));
             self.clock = self.clock.nth(records.saturating_sub(1));
             encoded.push(
                 envelope
@@ -627,7 +846,7 @@ impl Node {
         self.store.apply_with_progress(
             &mut core.state,
             batch,
-            self.clock.wall_ms,
+            now_ms(),
             Durability::Full,
             progress,
         )?;
@@ -635,6 +854,10 @@ impl Node {
             .iter()
             .filter(|id| core.state.state().status(id) != Some(Outcome::Applied))
             .count();
+        if authority {
+            core.authority_generation += 1;
+            self.take_epoch_keys(group)?;
+        }
         if rejected > 0 {
             return Err(NodeError::Refused(format!(
                 "{rejected} of {} entries were stored but have no effect (permissions?)",
@@ -717,25 +940,42 @@ impl Node {
                 match Envelope::decode(&bytes) {
                     Ok(envelope) if envelope.header.group == *group => {
                         fresh.insert(id);
-                        core.pending.insert(id, Pending { envelope, bytes });
+                        core.pending.insert(id, Pending::new(envelope, bytes));
                     }
-                    _ => out.refused += 1,
+                    Ok(_) => {
+                        count_refusal(&mut self.refused, &id, "another group");
+                        out.refused += 1;
+                    }
+                    Err(_) => {
+                        count_refusal(&mut self.refused, &id, "malformed envelope");
+                        out.refused += 1;
+                    }
                 }
             }
         }
         loop {
+            let now = now_ms();
             let core = self.groups.get_mut(group).ok_or(NodeError::UnknownGroup)?;
-            if core.pending.is_empty() {
+            // Only the entries whose wait may be over: the rest would fail as before.
+            let (ids, envelopes): (Vec<EntryId>, Vec<Envelope>) = core
+                .pending
+                .iter()
+                .filter(|(_, p)| core.due(p, now))
+                .map(|(id, p)| (*id, p.envelope.clone()))
+                .unzip();
+            if ids.is_empty() {
                 break;
             }
-            let ids: Vec<EntryId> = core.pending.keys().copied().collect();
-            let envelopes: Vec<Envelope> =
-                core.pending.values().map(|p| p.envelope.clone()).collect();
             let results = open_batch(&envelopes, &core.keyring, &Directory(core.state.state()));
+            let generation = core.authority_generation;
             let mut opened = Vec::new();
             let mut batch = Vec::new();
             for (id, result) in ids.into_iter().zip(results) {
-                match result {
+                let wait = match result {
+                    Ok(body) if body.body.hlc.wall_ms > now.saturating_add(MAX_CLOCK_AHEAD_MS) => {
+                        tracing::debug!(entry = %id, "entry stamped ahead of this clock: held until its time");
+                        Wait::Time(body.body.hlc.wall_ms - MAX_CLOCK_AHEAD_MS)
+                    }
                     Ok(body) => {
                         if let Some(p) = core.pending.remove(&id) {
                             opened.push(OpenedEntry::new(id, body.epoch, body.body.clone()));
@@ -747,36 +987,49 @@ impl Node {
                                 }),
                             });
                         }
+                        continue;
                     }
-                    Err(OpenError::UnknownDevice | OpenError::UnknownEpoch { .. }) => {}
+                    Err(OpenError::UnknownDevice) => Wait::Device(generation),
+                    Err(OpenError::UnknownEpoch { epoch }) => Wait::Epoch(epoch),
                     Err(e) => {
-                        tracing::debug!(entry = %id, "entry refused: {e}");
+                        count_refusal(&mut self.refused, &id, open_error_name(&e));
                         core.pending.remove(&id);
                         fresh.remove(&id);
                         out.refused += 1;
+                        continue;
                     }
+                };
+                if let Some(p) = core.pending.get_mut(&id) {
+                    p.wait = wait;
                 }
             }
             if opened.is_empty() {
                 break;
             }
-            for e in &opened {
-                self.clock = self.clock.observe(e.last_hlc());
-            }
             // Committed before it counts: stored, folded and the views updated, in one go.
             self.store.apply_with(
                 &mut core.state,
                 batch,
-                self.clock.wall_ms,
+                now,
                 durability,
                 &mut |_, _| {},
                 before_commit,
             )?;
-            let deliveries: Vec<OpenedEntry> = opened
-                .iter()
-                .filter(|e| matches!(e.op, Operation::EpochKeyDelivered { .. }))
-                .cloned()
-                .collect();
+            let mut authority = false;
+            for e in &opened {
+                authority |= e.op.is_authority();
+                match core.state.state().status(&e.id) {
+                    // Only what the fold applied moves this device's clock.
+                    Some(Outcome::Applied) => self.clock = self.clock.observe(e.last_hlc()),
+                    Some(Outcome::Rejected(reason)) if !reason.is_waiting() => {
+                        count_refusal(&mut self.refused, &e.id, reason_name(reason));
+                    }
+                    _ => {}
+                }
+            }
+            if authority {
+                core.authority_generation += 1;
+            }
             out.opened.extend(opened.iter().map(|e| OpenedSummary {
                 id: e.id,
                 kind: e.op.kind(),
@@ -790,8 +1043,8 @@ impl Node {
                     _ => None,
                 },
             }));
-            for e in deliveries {
-                self.take_epoch_key(group, &e)?;
+            if authority {
+                self.take_epoch_keys(group)?;
             }
         }
         let core = self.groups.get_mut(group).ok_or(NodeError::UnknownGroup)?;
@@ -806,7 +1059,7 @@ impl Node {
             self.store.apply_with_progress(
                 &mut core.state,
                 waiting,
-                self.clock.wall_ms,
+                now_ms(),
                 durability,
                 &mut |_, _| {},
             )?;
@@ -816,41 +1069,71 @@ impl Node {
         Ok(out)
     }
 
-    /// Opens this device's share of an `EpochKeyDelivered` the fold accepted.
-    fn take_epoch_key(&mut self, group: &GroupId, entry: &OpenedEntry) -> Result<(), NodeError> {
+    /// Takes this device's share of every valid epoch delivery not looked at yet: the
+    /// ones just received, and ones an entry received later made valid. Only deliveries
+    /// the fold applied count, each for the epoch the model lists it under.
+    fn take_epoch_keys(&mut self, group: &GroupId) -> Result<(), NodeError> {
+        let me = self.device.device_key();
         let core = self.groups.get_mut(group).ok_or(NodeError::UnknownGroup)?;
-        if core.state.state().status(&entry.id) != Some(Outcome::Applied) {
-            return Ok(());
+        let state = core.state.state();
+        let mut taken = Vec::new();
+        for (epoch, deliveries) in state.epoch_deliveries() {
+            for d in deliveries {
+                if core.deliveries_taken.contains(&d.entry)
+                    || state.status(&d.entry) != Some(Outcome::Applied)
+                {
+                    continue;
+                }
+                core.deliveries_taken.insert(d.entry);
+                let Some(mine) = d.deliveries.iter().find(|k| k.device == me) else {
+                    tracing::info!(epoch, "an epoch change this device was not given a key for");
+                    continue;
+                };
+                let op = Operation::EpochKeyDelivered {
+                    epoch: *epoch,
+                    deliveries: vec![mine.clone()],
+                };
+                match open_delivery(group, &d.author.device, &op, &self.device) {
+                    Ok((opened, secret)) if opened == *epoch => taken.push((opened, secret)),
+                    Ok(_) => tracing::warn!(epoch, "epoch delivery for another epoch"),
+                    Err(DeliveryError::NotARecipient) => {}
+                    Err(e) => tracing::warn!(epoch, "epoch delivery does not open: {e}"),
+                }
+            }
         }
-        match open_delivery(group, &entry.author.device, &entry.op, &self.device) {
-            Ok((epoch, secret)) => {
-                core.keyring
-                    .insert(epoch, secret)
-                    .map_err(|e| NodeError::Crypto(e.to_string()))?;
-                let bytes = core
-                    .keyring
-                    .to_secret_bytes()
-                    .map_err(|e| NodeError::Crypto(e.to_string()))?;
-                self.store.put_wrapped_key(&keyring_name(group), &bytes)?;
-                self.rotated = true;
+        let mut changed = false;
+        for (epoch, secret) in taken {
+            let held = core.keyring.candidates(epoch).len();
+            core.keyring
+                .insert(epoch, secret)
+                .map_err(|e| NodeError::Crypto(e.to_string()))?;
+            if core.keyring.candidates(epoch).len() != held {
+                changed = true;
                 tracing::info!(epoch, "new epoch key received");
             }
-            Err(DeliveryError::NotARecipient) => {
-                tracing::info!("an epoch change this device was not given a key for");
-            }
-            Err(e) => tracing::warn!("epoch delivery does not open: {e}"),
+        }
+        if changed {
+            let bytes = core
+                .keyring
+                .to_secret_bytes()
+                .map_err(|e| NodeError::Crypto(e.to_string()))?;
+            self.store.put_wrapped_key(&keyring_name(group), &bytes)?;
+            self.rotated = true;
         }
         Ok(())
     }
 
     /// Starts a new epoch: a fresh secret sealed to every current device of the group
-    /// (after a removal or revocation, the removed ones are no longer current).
+    /// (after a removal or revocation, the removed ones are no longer current), for the
+    /// epoch after the model's current one and sealed under it. After concurrent epoch
+    /// changes this is also what settles the epoch (it names them all in its past).
     pub fn rotate_epoch(&mut self, group: &GroupId) -> Result<u64, NodeError> {
-        let core = self.core(group)?;
-        let next = core.keyring.current().map_or(1, |k| k.epoch() + 1);
-        let recipients: Vec<Recipient> = core
-            .state
-            .state()
+        let state = self.state(group)?;
+        let next = state
+            .current_epoch()
+            .checked_add(1)
+            .ok_or_else(|| NodeError::Refused("the group has no epoch numbers left".into()))?;
+        let recipients: Vec<Recipient> = state
             .current_devices()
             .map(|c| Recipient {
                 device: c.device,
@@ -871,20 +1154,44 @@ impl Node {
         Ok(next)
     }
 
-    /// Removes a member and moves the group to a new epoch they do not get.
+    /// Removes a member and moves the group to a new epoch they do not get. The removal
+    /// cuts each of their devices at the last entry of it this device holds: every node
+    /// refuses what those devices write beyond it, and they are never linked again.
     pub fn remove_member(
         &mut self,
         group: &GroupId,
         member: IdentityKey,
     ) -> Result<u64, NodeError> {
-        self.write(group, Operation::MemberRemoved { member })?;
+        let cuts = self.state(group)?.cuts_of(&member);
+        self.write(group, Operation::MemberRemoved { member, cuts })?;
         self.rotate_epoch(group)
     }
 
-    /// Revokes a device and moves the group to a new epoch it does not get.
-    pub fn revoke_device(&mut self, group: &GroupId, device: DeviceKey) -> Result<u64, NodeError> {
-        self.write(group, Operation::DeviceRevoked { device })?;
-        self.rotate_epoch(group)
+    /// Revokes a device (cut at the last entry of it this device holds) and moves the
+    /// group to a new epoch it does not get. Reports whether the device held its
+    /// identity's key (see [`Revoked::identity_compromised`]).
+    pub fn revoke_device(
+        &mut self,
+        group: &GroupId,
+        device: DeviceKey,
+    ) -> Result<Revoked, NodeError> {
+        let state = self.state(group)?;
+        let known = state
+            .device(&device)
+            .ok_or_else(|| NodeError::Usage("that device was never linked in this group".into()))?;
+        let identity = known.cert.identity;
+        let identity_compromised = known.first;
+        let cut = state.cut_of(&device);
+        self.write(group, Operation::DeviceRevoked { cut })?;
+        let epoch = self.rotate_epoch(group)?;
+        if identity_compromised {
+            tracing::warn!(device = %hex::encode(device.0), "the revoked device held its identity's key");
+        }
+        Ok(Revoked {
+            epoch,
+            identity,
+            identity_compromised,
+        })
     }
 
     // ---- invites -------------------------------------------------------------------
@@ -1172,5 +1479,109 @@ fn stored_entry(id: EntryId, p: &Pending) -> StoredEntry {
         group: p.envelope.header.group,
         epoch: p.envelope.header.epoch,
         envelope: p.bytes.clone(),
+    }
+}
+
+/// `op` with the cuts this device's state gives now, for a removal, revocation or role
+/// change: a cut records what *its writer* had seen of each device when writing, so it
+/// is taken at sealing time (an operation handed over the control socket was made on the
+/// caller's possibly older view).
+fn with_current_cuts(state: &State, op: Operation) -> Operation {
+    match op {
+        Operation::MemberRemoved { member, .. } => Operation::MemberRemoved {
+            member,
+            cuts: state.cuts_of(&member),
+        },
+        Operation::RoleChanged { member, role, .. } => Operation::RoleChanged {
+            member,
+            role,
+            cuts: state.cuts_of(&member),
+        },
+        Operation::DeviceRevoked { cut } => Operation::DeviceRevoked {
+            cut: state.cut_of(&cut.device),
+        },
+        other => other,
+    }
+}
+
+/// The keys of `epoch` with `key_id` in `keyring`.
+fn sealing_keys(
+    keyring: &Keyring,
+    epoch: u64,
+    key_id: KeyId,
+) -> Result<&caucus_crypto::EpochKeys, NodeError> {
+    keyring
+        .candidates(epoch)
+        .iter()
+        .find(|k| k.key_id() == key_id)
+        .ok_or_else(|| NodeError::Crypto("no epoch key to seal with".into()))
+}
+
+/// Entry ids remembered as refused, so that one sync keeps offering (an entry refused
+/// when opening is not stored) is counted and logged once; forgotten all at once when
+/// full.
+const REFUSED_REMEMBERED: usize = 4096;
+
+/// Entries refused, counted by reason.
+#[derive(Debug, Default)]
+struct Refusals {
+    counts: BTreeMap<&'static str, u64>,
+    seen: BTreeSet<EntryId>,
+}
+
+/// Counts a refused entry under `reason` and logs it once: id and reason, no content.
+fn count_refusal(refused: &mut Refusals, id: &EntryId, reason: &'static str) {
+    if refused.seen.len() >= REFUSED_REMEMBERED {
+        refused.seen.clear();
+    }
+    if refused.seen.insert(*id) {
+        tracing::info!(entry = %id, reason, "entry refused");
+        *refused.counts.entry(reason).or_default() += 1;
+    }
+}
+
+/// A short stable name for why an entry did not open.
+fn open_error_name(e: &OpenError) -> &'static str {
+    match e {
+        OpenError::UnsupportedVersion(_) => "unsupported envelope version",
+        OpenError::WrongGroup => "another group",
+        OpenError::UnknownEpoch { .. } => "unknown epoch",
+        OpenError::BadProof => "bad membership proof",
+        OpenError::Aead => "altered ciphertext",
+        OpenError::MalformedBody(_) => "malformed body",
+        OpenError::BadSignature => "bad signature",
+        OpenError::AuthorMismatch => "author mismatch",
+        OpenError::UnknownDevice => "unknown device",
+        OpenError::BadCertificate => "bad certificate",
+        OpenError::Replayed { .. } => "replayed",
+        _ => "does not open",
+    }
+}
+
+/// A short stable name for why the fold refused an entry.
+fn reason_name(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Invalid(_) => "invalid operation",
+        Reason::NotAMember => "not a member",
+        Reason::DeviceNotLinked => "device not linked",
+        Reason::DeviceRevoked => "device revoked",
+        Reason::AdminOnly(_) => "admin only",
+        Reason::NotTheirOwn(_) => "not their own",
+        Reason::TargetNotAMember => "target not a member",
+        Reason::UnknownDevice => "unknown device",
+        Reason::DeviceOfAnotherMember => "device of another member",
+        Reason::DeviceWasRevoked => "device was revoked",
+        Reason::UnknownNotice => "unknown notice",
+        Reason::UnknownFollowup => "unknown follow-up",
+        Reason::BeyondCut => "beyond cut",
+        Reason::Forked => "forked",
+        Reason::AwaitingAuthority => "awaiting authority",
+        Reason::NotFirstDevice => "not first device",
+        Reason::DeviceKeyChanged => "device key changed",
+        Reason::CutBelowSeen => "cut below seen",
+        Reason::EpochNotNext => "epoch not next",
+        Reason::WrongRecipients => "wrong recipients",
+        Reason::EpochNotSettled => "epoch not settled",
+        _ => "refused",
     }
 }

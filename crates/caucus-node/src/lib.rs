@@ -20,7 +20,9 @@ mod home;
 pub mod relay;
 mod running;
 
-pub use crate::core::{GroupInfo, InviteInfo, Node, OpenedSummary, Received, now_ms};
+pub use crate::core::{
+    GroupInfo, InviteInfo, MAX_CLOCK_AHEAD_MS, Node, OpenedSummary, Received, Revoked, now_ms,
+};
 pub use home::Home;
 pub use running::{
     ENTRY_EVENTS_AT_MOST, LINK_WINDOW, NODE_EVENT_QUEUE, NodeConfig, NodeEvent, Running,

@@ -162,7 +162,12 @@ async fn a_non_member_stores_nothing_on_the_relay() {
             wall_ms: 1 + u64::from(i),
             counter: 0,
         };
-        let env = seal(&g, &fake, &device, hlc, contact(i), &mut rng).unwrap();
+        let chain = caucus_proto::Chain {
+            seq: u64::from(i) + 1,
+            prev: (i > 0).then_some(caucus_proto::EventId([i; 32])),
+            heads: Vec::new(),
+        };
+        let env = seal(&g, &fake, &device, chain, hlc, contact(i), &mut rng).unwrap();
         let bytes = env.encode().unwrap();
         backend.insert_local(&g, [bytes.clone()]);
         forged.push(caucus_proto::EntryId::of_encoded(&bytes));

@@ -83,7 +83,7 @@ pub struct Author {
 /// entry whose `prev` is not the entry before it) are an equivocation, and a removal can
 /// cut a device at an exact entry. The heads order authority by causality rather than by
 /// the author's clock.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Chain {
     /// 1 for a device's first entry in the group, then one more per entry.
     pub seq: u64,

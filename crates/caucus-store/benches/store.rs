@@ -14,10 +14,10 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use caucus_crypto::{DeviceKeys, EpochSecret, IdentityKeypair, Keyring, open_batch, seal};
+use caucus_crypto::{DeviceKeys, EpochSecret, IdentityKeypair, Keyring, open_batch, seal_event};
 use caucus_model::ContactFilter;
 use caucus_proto::limits::{MAX_RECORDS_PER_ENTRY, PACK_TEXT_BYTES};
-use caucus_proto::{ContactId, Day, EntryId, GroupId, Hlc, Operation};
+use caucus_proto::{Chain, ContactId, Day, EntryId, GroupId, Hlc, Operation};
 use caucus_store::spreadsheet::{self, KnownPhones};
 use caucus_store::{DbKey, Incoming, Store, StoredEntry, VerifiedBody};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -71,6 +71,8 @@ fn workload(packed: bool) -> Workload {
     };
     let ops = std::iter::once(Operation::DeviceLinked { cert }).chain(rows);
     let mut rng = ChaCha20Rng::seed_from_u64(8);
+    // One device chain: each entry names the one before it.
+    let mut prev = None;
     let envelopes: Vec<_> = ops
         .enumerate()
         .map(|(i, op)| {
@@ -78,7 +80,15 @@ fn workload(packed: bool) -> Workload {
                 wall_ms: 1_780_000_000_000 + i as u64,
                 counter: 0,
             };
-            seal(&GROUP, keys, &device, hlc, op, &mut rng).unwrap()
+            let chain = Chain {
+                seq: i as u64 + 1,
+                prev,
+                heads: Vec::new(),
+            };
+            let (envelope, event) =
+                seal_event(&GROUP, keys, &device, chain, hlc, op, &mut rng).unwrap();
+            prev = Some(event);
+            envelope
         })
         .collect();
     let directory: BTreeMap<_, _> = [(device.device_key(), identity.public())].into();

@@ -25,6 +25,12 @@ pub enum StoreError {
         /// Newest version this build knows.
         supported: u32,
     },
+    /// The database holds entries in body format 1, which this build cannot read (nor
+    /// convert: bodies are signed). Found when migrating to schema 4.
+    #[error(
+        "this home holds entries in caucus's old format 1; export them with the caucus build that wrote them (`caucus export`), then `caucus init` a new home and `caucus import` the file"
+    )]
+    OldEntryFormat,
     /// The database file failed SQLite's integrity check.
     #[error("the database {path} failed its integrity check: {detail}")]
     Corrupt {

@@ -52,6 +52,7 @@ fn incoming(e: &caucus_model::OpenedEntry) -> Incoming {
             body: Body {
                 version: BODY_VERSION,
                 author: e.author,
+                chain: e.chain.clone(),
                 hlc: e.hlc,
                 op: e.op.clone(),
                 signature: Signature([0; 64]),

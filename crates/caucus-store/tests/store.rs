@@ -216,6 +216,80 @@ fn migrates_from_every_earlier_schema_version() {
     assert_eq!(store.schema_version().unwrap(), 0);
 }
 
+/// A database at schema 3 holding one opened entry whose body is in format `version`.
+fn schema_3_with_body(db: &Path, version: u8) -> GroupId {
+    use caucus_proto::{Author, Body, Chain, DeviceKey, Hlc, IdentityKey, Operation, Signature};
+    use caucus_store::{Incoming, VerifiedBody};
+    let group = GroupId([8; 16]);
+    let founder = IdentityKey([1; 32]);
+    let mut old = Store::open_at_version(db, &key(1), 3).unwrap();
+    old.add_group(group, founder).unwrap();
+    let mut state = old.load_group(&group).unwrap();
+    let stored = entry(group, 1, b"with a body");
+    let body = Body {
+        version,
+        author: Author {
+            identity: founder,
+            device: DeviceKey([2; 32]),
+        },
+        chain: Chain::first(Vec::new()),
+        hlc: Hlc {
+            wall_ms: 1_780_000_000_000,
+            counter: 0,
+        },
+        op: Operation::GroupNamed {
+            name: "committee".into(),
+        },
+        signature: Signature([0; 64]),
+    };
+    let incoming = Incoming {
+        entry: stored,
+        body: Some(VerifiedBody {
+            body_id: [3; 32],
+            body,
+        }),
+    };
+    old.apply(&mut state, vec![incoming], 1).unwrap();
+    group
+}
+
+#[test]
+fn a_database_with_format_1_entries_is_refused_with_one_line() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("db");
+    schema_3_with_body(&db, 1);
+    let err = Store::open(&db, &key(1)).err().unwrap();
+    assert!(matches!(err, StoreError::OldEntryFormat), "{err:?}");
+    let message = err.to_string();
+    assert!(!message.contains('\n'), "{message}");
+    assert!(message.contains("old format 1"), "{message}");
+    assert!(message.contains("`caucus export`"), "{message}");
+    assert!(message.contains("`caucus import`"), "{message}");
+    // Refused every time, and the database is left as it was (schema 3).
+    assert!(matches!(
+        Store::open(&db, &key(1)).err().unwrap(),
+        StoreError::OldEntryFormat
+    ));
+    let at_3 = Store::open_at_version(&db, &key(1), 3).unwrap();
+    assert_eq!(at_3.schema_version().unwrap(), 3);
+}
+
+#[test]
+fn a_database_with_format_2_bodies_or_bare_envelopes_migrates() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("db");
+    let group = schema_3_with_body(&db, caucus_proto::BODY_VERSION);
+    {
+        // And an envelope stored without a body (not opened yet, or a relay's).
+        let mut old = Store::open_at_version(&db, &key(1), 3).unwrap();
+        old.insert_entries(&[entry(group, 2, b"bare")], 1).unwrap();
+    }
+    let store = Store::open(&db, &key(1)).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.entry_count(&group).unwrap(), 2);
+    store.check_integrity().unwrap();
+}
+
 #[test]
 fn a_reader_and_a_writer_at_once() {
     let home = tempfile::tempdir().unwrap();

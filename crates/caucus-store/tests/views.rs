@@ -34,6 +34,7 @@ fn incoming(e: &OpenedEntry, with_body: bool) -> Incoming {
             body: Body {
                 version: BODY_VERSION,
                 author: e.author,
+                chain: e.chain.clone(),
                 hlc: e.hlc,
                 op: e.op.clone(),
                 signature: Signature([0; 64]),

@@ -7,9 +7,9 @@
     missing_docs
 )]
 
-use caucus_crypto::{DeviceKeys, EpochKeys, EpochSecret, seal};
+use caucus_crypto::{DeviceKeys, EpochKeys, EpochSecret, seal_event};
 use caucus_net::{Config, GroupKeys, MemoryBackend, NetEvent, Network, RelayLimits};
-use caucus_proto::{FollowupId, GroupId, Hlc, Operation};
+use caucus_proto::{Chain, EventId, FollowupId, GroupId, Hlc, Operation};
 use libp2p::identity::ed25519;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
@@ -27,6 +27,8 @@ pub struct Fixture {
     pub session: ed25519::Keypair,
     pub rng: ChaCha20Rng,
     pub clock: u64,
+    /// The device's last entry: its place in the chain and event id.
+    pub last: Option<(u64, EventId)>,
 }
 
 impl Fixture {
@@ -50,6 +52,7 @@ impl Fixture {
             session,
             rng,
             clock: 1,
+            last: None,
         }
     }
 
@@ -74,10 +77,20 @@ impl Fixture {
         self.clock += 1;
         let mut f = [0u8; 16];
         self.rng.fill_bytes(&mut f);
-        let env = seal(
+        let chain = match self.last {
+            Some((seq, prev)) => Chain {
+                seq: seq + 1,
+                prev: Some(prev),
+                heads: Vec::new(),
+            },
+            None => Chain::first(Vec::new()),
+        };
+        let seq = chain.seq;
+        let (env, event) = seal_event(
             &self.group,
             &self.keys,
             &self.device,
+            chain,
             Hlc {
                 wall_ms: self.clock,
                 counter: 0,
@@ -89,6 +102,7 @@ impl Fixture {
             &mut self.rng,
         )
         .unwrap();
+        self.last = Some((seq, event));
         env.encode().unwrap()
     }
 }
