@@ -399,8 +399,34 @@ async fn story(root: &Path) -> Result<()> {
         !luis_reads,
         "a removed member read an entry written after the removal"
     );
+    // What Luis writes now counts nowhere: his own node refuses once it knows of the
+    // removal, and before that every other node refuses it (beyond his cut).
+    let refused_by = match luis
+        .write(&g, note(ids[0], "Luis, after his removal"))
+        .await
+    {
+        Err(_) => "his own node",
+        Ok(after) => {
+            let deadline = Instant::now() + STEP_TIMEOUT;
+            loop {
+                let status = dana.with_node(|n| n.state(&g).map(|s| s.status(&after)))?;
+                match status {
+                    Some(caucus_model::Outcome::Rejected(_)) => break "every other node",
+                    Some(caucus_model::Outcome::Applied) => {
+                        bail!("an entry written by a removed member was applied")
+                    }
+                    _ => {}
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "Dana's node never got Luis's entry written after his removal"
+                );
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    };
     steps.line(format!(
-        "7. Dana removes Luis: epoch {epoch} sealed to the remaining devices, its relay token sent to the relay; phone and Maria read the new note, Luis cannot"
+        "7. Dana removes Luis: epoch {epoch} sealed to the remaining devices, its relay token sent to the relay; phone and Maria read the new note, Luis cannot, and what he writes now is refused by {refused_by}"
     ));
 
     // 8. Store and forward: Maria is away while Dana writes, then Dana is away.
