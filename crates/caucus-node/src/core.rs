@@ -896,6 +896,25 @@ impl Node {
         })
     }
 
+    /// Tries again the entries that waited for their time (stamped too far ahead of this
+    /// clock) and whose time has come; returns how many groups it looked at. A running
+    /// node calls it now and then, so a held entry is applied in a quiet group too.
+    pub fn retry_due(&mut self) -> Result<usize, NodeError> {
+        let now = now_ms();
+        let due: Vec<GroupId> = (self.groups.iter())
+            .filter(|(_, g)| {
+                g.pending
+                    .values()
+                    .any(|p| matches!(p.wait, Wait::Time(at) if at <= now))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for group in &due {
+            self.receive(group, Vec::new())?;
+        }
+        Ok(due.len())
+    }
+
     /// Takes encoded envelopes from anywhere (own writes, a peer): decodes, opens and
     /// verifies them in batches, stores and folds the ones that open (one durable
     /// transaction per batch), and picks up epoch keys delivered to this device. Retries

@@ -506,6 +506,9 @@ impl std::fmt::Debug for Running {
     }
 }
 
+/// How often a running node looks for held entries whose time has come.
+const RETRY_DUE_EVERY: Duration = Duration::from_secs(30);
+
 impl Running {
     /// Starts the network for `node` on the current tokio runtime and joins every
     /// group's topic.
@@ -545,6 +548,27 @@ impl Running {
                     }
                     if let Some(ev) = translate(ev, &last_sync) {
                         let _ = events.send(ev);
+                    }
+                }
+            });
+        }
+        {
+            // Entries held for stamping a clock too far ahead are applied once their time
+            // comes, whether or not anything else arrives.
+            let node = Arc::downgrade(&node);
+            let open = backend.open.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(RETRY_DUE_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(node) = node.upgrade() else { break };
+                    if !open.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let retried = tokio::task::spawn_blocking(move || lock(&node).retry_due());
+                    if let Ok(Err(e)) = retried.await {
+                        tracing::warn!("retrying held entries failed: {e}");
                     }
                 }
             });
