@@ -94,7 +94,40 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 /// Every event held, per device and sequence number (content and authority alike).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Chains {
-    by_device: BTreeMap<DeviceKey, BTreeMap<u64, BTreeMap<EventId, Option<EventId>>>>,
+    by_device: BTreeMap<DeviceKey, BTreeMap<u64, Place>>,
+}
+
+/// The events held at one place of a device's chain, each with the predecessor it
+/// names: almost always one (two or more are an equivocation).
+#[derive(Clone, Debug, Default)]
+struct Place(Vec<(EventId, Option<EventId>)>);
+
+impl Place {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn contains(&self, event: &EventId) -> bool {
+        self.0.iter().any(|(e, _)| e == event)
+    }
+    fn prev_of(&self, event: &EventId) -> Option<&Option<EventId>> {
+        self.0.iter().find(|(e, _)| e == event).map(|(_, p)| p)
+    }
+    fn events(&self) -> impl Iterator<Item = &EventId> {
+        self.0.iter().map(|(e, _)| e)
+    }
+    fn prevs(&self) -> impl Iterator<Item = &Option<EventId>> {
+        self.0.iter().map(|(_, p)| p)
+    }
+    /// Adds an event; returns whether it was new. Kept sorted by event id.
+    fn insert(&mut self, event: EventId, prev: Option<EventId>) -> bool {
+        match self.0.binary_search_by(|(e, _)| e.cmp(&event)) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, (event, prev));
+                true
+            }
+        }
+    }
 }
 
 /// What a device's chain shows below a cut: the event expected at each place the chain
@@ -142,7 +175,6 @@ impl Chains {
             .entry(seq)
             .or_default()
             .insert(event, prev)
-            .is_none()
     }
 
     /// Whether adding `event` at `seq` of `device` would fork the chain or there is
@@ -159,14 +191,14 @@ impl Chains {
         };
         let other_here = chain
             .get(&seq)
-            .is_some_and(|here| here.keys().any(|e| e != event));
+            .is_some_and(|here| here.events().any(|e| e != event));
         let before_differs = match (seq.checked_sub(1).and_then(|s| chain.get(&s)), prev) {
-            (Some(before), Some(p)) => !before.contains_key(p),
+            (Some(before), Some(p)) => !before.contains(p),
             _ => false,
         };
         let after_differs = chain
             .get(&(seq.saturating_add(1)))
-            .is_some_and(|after| after.values().any(|p| p.as_ref() != Some(event)));
+            .is_some_and(|after| after.prevs().any(|p| p.as_ref() != Some(event)));
         other_here || before_differs || after_differs
     }
 
@@ -174,7 +206,7 @@ impl Chains {
     /// number, or an event whose predecessor is not the event held before it.
     pub(crate) fn fork_at(&self, device: &DeviceKey) -> Option<u64> {
         let chain = self.by_device.get(device)?;
-        let mut prev_seq: Option<(u64, &BTreeMap<EventId, Option<EventId>>)> = None;
+        let mut prev_seq: Option<(u64, &Place)> = None;
         for (seq, here) in chain {
             if here.len() > 1 {
                 return Some(*seq);
@@ -182,8 +214,8 @@ impl Chains {
             if let Some((ps, before)) = prev_seq
                 && ps + 1 == *seq
                 && here
-                    .values()
-                    .any(|p| p.as_ref().is_some_and(|p| !before.contains_key(p)))
+                    .prevs()
+                    .any(|p| p.as_ref().is_some_and(|p| !before.contains(p)))
             {
                 return Some(ps);
             }
@@ -203,7 +235,7 @@ impl Chains {
     /// The highest place held in a device's chain (the smallest event id if forked).
     pub(crate) fn tip(&self, device: &DeviceKey) -> Option<(u64, EventId)> {
         let (seq, here) = self.by_device.get(device)?.last_key_value()?;
-        here.keys().next().map(|e| (*seq, *e))
+        here.events().next().map(|e| (*seq, *e))
     }
 
     /// The view below a cut of `device` at `seq`, `head`.
@@ -225,7 +257,7 @@ impl Chains {
         let mut next = head;
         while let Some(event) = next {
             view.pinned.insert(at, event);
-            let Some(prev) = chain.get(&at).and_then(|here| here.get(&event)) else {
+            let Some(prev) = chain.get(&at).and_then(|here| here.prev_of(&event)) else {
                 break;
             };
             next = *prev;

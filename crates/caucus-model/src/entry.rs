@@ -46,6 +46,21 @@ impl OpenedEntry {
         }
     }
 
+    /// [`OpenedEntry::new`] when the event id is known already (the crypto layer
+    /// computed it while verifying the signature, or the store kept it): saves encoding
+    /// the body again. `event` must be the body's [`Body::event_id`].
+    pub fn with_event(id: EntryId, epoch: u64, event: EventId, body: Body) -> OpenedEntry {
+        OpenedEntry {
+            id,
+            author: body.author,
+            event,
+            chain: body.chain,
+            hlc: body.hlc,
+            epoch,
+            op: body.op,
+        }
+    }
+
     /// The clock of the last event this entry stands for: its own clock, or for an
     /// [`Operation::Records`] entry of `n` records, the clock of record `n - 1`. A device
     /// that saw the entry observes this clock, so its next write sorts after every record.

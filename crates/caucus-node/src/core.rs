@@ -997,7 +997,12 @@ impl Node {
                     }
                     Ok(body) => {
                         if let Some(p) = core.pending.remove(&id) {
-                            opened.push(OpenedEntry::new(id, body.epoch, body.body.clone()));
+                            opened.push(OpenedEntry::with_event(
+                                id,
+                                body.epoch,
+                                body.body_id.event_id(),
+                                body.body.clone(),
+                            ));
                             batch.push(Incoming {
                                 entry: stored_entry(id, &p),
                                 body: Some(VerifiedBody {

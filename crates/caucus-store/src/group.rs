@@ -38,7 +38,7 @@ use crate::store::{entry_id, from_sql_u64, to_sql_u64};
 use crate::views::{Prints, Touched, Writer};
 use crate::{Store, StoreError, StoredEntry};
 use caucus_model::{OpenedEntry, State};
-use caucus_proto::{Body, EntryId, GroupId, IdentityKey};
+use caucus_proto::{Body, EntryId, EventId, GroupId, IdentityKey};
 use rusqlite::{OptionalExtension, params};
 
 /// The version of the views a build writes: the model's [`caucus_model::FOLD_VERSION`]
@@ -46,7 +46,8 @@ use rusqlite::{OptionalExtension, params};
 pub const VIEWS_VERSION: i64 = caucus_model::FOLD_VERSION as i64 * 1000 + 1;
 
 /// A body the node has opened and verified (envelope AEAD, membership proof, device
-/// signature, device-identity binding), with its body id (`caucus_crypto::BodyId`).
+/// signature, device-identity binding), with its body id (`caucus_crypto::BodyId`: the
+/// body's event id, which the fold uses as given).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedBody {
     /// BLAKE3 name of the signed body, shared by re-sealed copies.
@@ -156,7 +157,7 @@ impl Store {
     pub fn load_group(&self, group: &GroupId) -> Result<GroupState, StoreError> {
         let founder = self.founder(group)?.ok_or(StoreError::UnknownGroup)?;
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, epoch, body FROM entries WHERE group_id = ?1 AND body IS NOT NULL",
+            "SELECT id, epoch, body, body_id FROM entries WHERE group_id = ?1 AND body IS NOT NULL",
         )?;
         let mut rows = stmt.query([group.as_bytes().as_slice()])?;
         let mut entries = Vec::new();
@@ -167,7 +168,15 @@ impl Store {
             let epoch = from_sql_u64(row.get(1)?);
             let body = Body::decode(crate::query::blob(row, 2)?)
                 .map_err(|_| StoreError::Malformed("stored body does not decode"))?;
-            entries.push(OpenedEntry::new(id, epoch, body));
+            // The body id kept beside it is its event id (computed when it was
+            // verified): no need to encode the body again.
+            let event: Option<[u8; 32]> = row
+                .get::<_, Option<Vec<u8>>>(3)?
+                .and_then(|b| b.try_into().ok());
+            entries.push(match event {
+                Some(event) => OpenedEntry::with_event(id, epoch, EventId(event), body),
+                None => OpenedEntry::new(id, epoch, body),
+            });
         }
         drop(rows);
         let mut unopened = self
@@ -382,7 +391,12 @@ impl Store {
                 };
                 if fold && let Some(b) = item.body {
                     touched.add(&b.body.op);
-                    to_fold.push(OpenedEntry::new(item.entry.id, item.entry.epoch, b.body));
+                    to_fold.push(OpenedEntry::with_event(
+                        item.entry.id,
+                        item.entry.epoch,
+                        EventId(b.body_id),
+                        b.body,
+                    ));
                     out.opened += 1;
                 }
                 if i % 1024 == 1023 {

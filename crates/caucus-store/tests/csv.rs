@@ -48,7 +48,7 @@ fn incoming(e: &caucus_model::OpenedEntry) -> Incoming {
             envelope: e.id.0.to_vec(),
         },
         body: Some(VerifiedBody {
-            body_id: e.id.0,
+            body_id: e.event.0,
             body: Body {
                 version: BODY_VERSION,
                 author: e.author,

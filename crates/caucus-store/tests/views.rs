@@ -30,7 +30,7 @@ fn incoming(e: &OpenedEntry, with_body: bool) -> Incoming {
             envelope,
         },
         body: with_body.then(|| VerifiedBody {
-            body_id: *blake3::hash(&e.id.0).as_bytes(),
+            body_id: e.event.0,
             body: Body {
                 version: BODY_VERSION,
                 author: e.author,
