@@ -161,45 +161,32 @@ impl CutView {
 }
 
 impl Chains {
-    /// Records one event; returns whether it was new.
-    pub(crate) fn add(
+    /// Records one event and tells whether it forks the chain (another event at its
+    /// place, or a neighbour that does not name it or that it does not name): one
+    /// look-up of the device's chain for both.
+    pub(crate) fn place(
         &mut self,
         device: DeviceKey,
         seq: u64,
         event: EventId,
         prev: Option<EventId>,
     ) -> bool {
-        self.by_device
-            .entry(device)
-            .or_default()
-            .entry(seq)
-            .or_default()
-            .insert(event, prev)
-    }
-
-    /// Whether adding `event` at `seq` of `device` would fork the chain or there is
-    /// another event at that place already.
-    pub(crate) fn would_fork(
-        &self,
-        device: &DeviceKey,
-        seq: u64,
-        event: &EventId,
-        prev: Option<&EventId>,
-    ) -> bool {
-        let Some(chain) = self.by_device.get(device) else {
-            return false;
+        let chain = self.by_device.entry(device).or_default();
+        let forks = {
+            let other_here = chain
+                .get(&seq)
+                .is_some_and(|here| here.events().any(|e| *e != event));
+            let before_differs = match (seq.checked_sub(1).and_then(|s| chain.get(&s)), &prev) {
+                (Some(before), Some(p)) => !before.contains(p),
+                _ => false,
+            };
+            let after_differs = chain
+                .get(&(seq.saturating_add(1)))
+                .is_some_and(|after| after.prevs().any(|p| p.as_ref() != Some(&event)));
+            other_here || before_differs || after_differs
         };
-        let other_here = chain
-            .get(&seq)
-            .is_some_and(|here| here.events().any(|e| e != event));
-        let before_differs = match (seq.checked_sub(1).and_then(|s| chain.get(&s)), prev) {
-            (Some(before), Some(p)) => !before.contains(p),
-            _ => false,
-        };
-        let after_differs = chain
-            .get(&(seq.saturating_add(1)))
-            .is_some_and(|after| after.prevs().any(|p| p.as_ref() != Some(event)));
-        other_here || before_differs || after_differs
+        chain.entry(seq).or_default().insert(event, prev);
+        forks
     }
 
     /// The lowest place where a device's chain forks: two events at one sequence

@@ -29,6 +29,9 @@ pub(crate) struct View {
     pub(crate) campaign: Option<Campaign>,
     /// Diagnostics only; not part of the state hash.
     pub(crate) rejected: BTreeMap<EntryId, Rejection>,
+    /// The authorization of the last content event checked: the records of one
+    /// `Records` entry share it (one event, one place in its device's chain).
+    last_checked: Option<(caucus_proto::EventId, Result<Role, Reason>)>,
 }
 
 impl View {
@@ -43,6 +46,7 @@ impl View {
             group_name: None,
             campaign: None,
             rejected: BTreeMap::new(),
+            last_checked: None,
         }
     }
 
@@ -68,7 +72,15 @@ impl View {
                 .copied()
                 .unwrap_or(Err(Reason::AwaitingAuthority))
         } else {
-            auth.content(e).and_then(|role| {
+            let checked = match self.last_checked {
+                Some((event, result)) if event == e.event => result,
+                _ => {
+                    let result = auth.content(e);
+                    self.last_checked = Some((e.event, result));
+                    result
+                }
+            };
+            checked.and_then(|role| {
                 if let Err(err) = e.op.validate() {
                     return Err(Reason::Invalid(match err {
                         caucus_proto::codec::EncodeError::Invalid(why) => why,

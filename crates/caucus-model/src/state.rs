@@ -51,6 +51,8 @@ pub struct State {
     packed: BTreeMap<EntryId, u32>,
     /// Every event held, per device chain (a `Records` entry is one place).
     chains: Chains,
+    /// The event last placed in `chains` (the records of one entry share it).
+    last_place: Option<EventId>,
     /// Fold keys of the authority entries in `log`.
     authority: BTreeSet<FoldKey>,
     /// Who may do what, resolved from the authority entries and the chains.
@@ -155,6 +157,7 @@ impl State {
             copies: BTreeMap::new(),
             packed: BTreeMap::new(),
             chains: Chains::default(),
+            last_place: None,
             authority: BTreeSet::new(),
             resolution: Resolution::empty(founder),
             view: View::new(founder),
@@ -197,19 +200,22 @@ impl State {
         };
         let key = entry.fold_key();
         // Whether who may write could change: a new authority entry, or a new place in a
-        // chain that forks it or lies under a cut.
+        // chain that forks it or lies under a cut. The records of one entry after its
+        // first are the same place (`self.last_place`).
         let device = entry.author.device;
-        let resolve = entry.op.is_authority()
-            || self.resolution.cuts.contains_key(&device)
-            || self.resolution.forks.contains_key(&device)
-            || self.chains.would_fork(
-                &device,
-                entry.chain.seq,
-                &entry.event,
-                entry.chain.prev.as_ref(),
-            );
-        self.chains
-            .add(device, entry.chain.seq, entry.event, entry.chain.prev);
+        let resolve = if self.last_place == Some(entry.event) {
+            false
+        } else {
+            self.last_place = Some(entry.event);
+            let forks = self
+                .chains
+                .place(device, entry.chain.seq, entry.event, entry.chain.prev);
+            forks
+                || entry.op.is_authority()
+                || (!self.resolution.cuts.is_empty() && self.resolution.cuts.contains_key(&device))
+                || (!self.resolution.forks.is_empty()
+                    && self.resolution.forks.contains_key(&device))
+        };
         if entry.op.is_authority() {
             self.authority.insert(key);
         }
