@@ -72,6 +72,18 @@ fn state_of(cast: &Cast, log: &[OpenedEntry]) -> State {
     State::from_entries(cast.founder.identity, log.iter().cloned())
 }
 
+/// Asserts that none of `attack` counts in `s`.
+fn all_refused(s: &State, attack: &[OpenedEntry]) {
+    for e in attack {
+        assert!(
+            matches!(s.status(&e.id), Some(Outcome::Rejected(_))),
+            "{} {:?}",
+            e.op.kind(),
+            s.status(&e.id)
+        );
+    }
+}
+
 /// Folds `log` in two more orders and checks they agree with `s`.
 fn same_in_any_order(cast: &Cast, s: &State, log: &[OpenedEntry]) {
     let mut rev: Vec<_> = log.to_vec();
@@ -212,14 +224,7 @@ fn a_removed_admin_cannot_add_a_sockpuppet_or_take_the_group_over() {
     let mut all = log.clone();
     all.extend(attack.iter().cloned());
     let s = state_of(&cast, &all);
-    for e in &attack {
-        assert!(
-            matches!(s.status(&e.id), Some(Outcome::Rejected(_))),
-            "{} {:?}",
-            e.op.kind(),
-            s.status(&e.id)
-        );
-    }
+    all_refused(&s, &attack);
     assert!(s.is_member(&cast.founder.identity), "Dana stays");
     assert_eq!(
         s.member(&cast.founder.identity).map(|m| m.role),
@@ -278,14 +283,7 @@ fn a_revoked_phone_writes_nothing_new_and_cannot_bring_a_new_device() {
     let mut all = log.clone();
     all.extend(attack.iter().cloned());
     let s = state_of(&cast, &all);
-    for e in &attack {
-        assert!(
-            matches!(s.status(&e.id), Some(Outcome::Rejected(_))),
-            "{} {:?}",
-            e.op.kind(),
-            s.status(&e.id)
-        );
-    }
+    all_refused(&s, &attack);
     assert_eq!(
         s.status(&attack[3].id),
         Some(Outcome::Rejected(Reason::NotFirstDevice))
