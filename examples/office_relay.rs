@@ -5,11 +5,9 @@
 //! `cargo run --example office_relay`
 
 use anyhow::{Result, ensure};
-use caucus::net::{Config, NetEvent, Network, RelayLimits};
-use caucus::node::relay::{Quota, Relay};
-use caucus::node::{Node, NodeConfig, Running, now_ms};
+use caucus::node::relay::{Quota, Relay, RelayNode, RelayOptions};
+use caucus::node::{NetOptions, Node, NodeConfig, Running, now_ms};
 use caucus::proto::{ContactField, ContactId, Operation};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[tokio::main]
@@ -17,30 +15,16 @@ async fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let kdf = caucus::crypto::at_rest::KdfParams::new(19 * 1024, 2, 1)?;
     // The relay: circuit relay v2 server + blind store.
-    let relay = Arc::new(Relay::open(&dir.path().join("relay"), Quota::default())?);
-    let (relay_net, mut relay_events) = Network::spawn(
-        Config {
-            relay_server: Some(RelayLimits::default()),
-            ..Config::loopback()
-        },
-        relay.clone(),
-    )?;
-    let relay_addr = loop {
-        if let Some(NetEvent::Listening { address }) = relay_events.recv().await {
-            break address
-                .with_p2p(relay_net.local_peer_id())
-                .unwrap_or_else(|a| a);
-        }
-    };
-    tokio::spawn(async move { while relay_events.recv().await.is_some() {} });
-    let via_relay = || {
-        let mut net = Config::loopback();
-        net.bootstrap = vec![relay_addr.clone()];
-        NodeConfig {
-            net,
-            ..NodeConfig::default()
-        }
-    };
+    let (relay, mut events) = RelayNode::start(
+        Relay::open(&dir.path().join("relay"), Quota::default())?,
+        RelayOptions::loopback(),
+    )
+    .await?;
+    let relay_addr = relay
+        .wait_listening(&mut events, Duration::from_secs(10))
+        .await?;
+    let via_relay =
+        || NodeConfig::with_net(&NetOptions::loopback(std::slice::from_ref(&relay_addr)));
 
     // Dana founds the group, gives the relay its grant, and invites Luis.
     let dana = Running::start(
@@ -51,8 +35,7 @@ async fn main() -> Result<()> {
     let dana_addrs = dana.wait_listening(Duration::from_secs(10)).await?;
     let group = dana.create_group("JFK8 committee").await?;
     let grant = dana.with_node(|n| n.relay_grant(&group))?;
-    relay_net.join(group, grant.topic.clone()).await?;
-    relay.allow(grant)?;
+    relay.allow(grant).await?;
     let text: Vec<String> = dana_addrs.iter().map(ToString::to_string).collect();
     let ticket = dana.with_node(|n| n.create_invite(&group, text, now_ms() + 600_000))?;
     let luis_home = dir.path().join("luis");
@@ -82,7 +65,14 @@ async fn main() -> Result<()> {
     }
     let want = dana.with_node(|n| n.store().entry_count(&group))?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while relay.usage().iter().map(|(_, u)| u.entries).sum::<u64>() < want {
+    while relay
+        .relay()
+        .usage()
+        .iter()
+        .map(|(_, u)| u.entries)
+        .sum::<u64>()
+        < want
+    {
         ensure!(
             Instant::now() < deadline,
             "the relay did not take Dana's entries"
@@ -110,6 +100,6 @@ async fn main() -> Result<()> {
         started.elapsed().as_millis()
     );
     luis.shutdown().await?;
-    let _ = relay_net.shutdown().await;
+    relay.shutdown().await?;
     Ok(())
 }

@@ -6,10 +6,9 @@ use caucus_crypto::at_rest::KdfParams;
 use caucus_crypto::invite::InviteTicket;
 use caucus_crypto::link::PairingCode;
 use caucus_model::{ContactFilter, RatingFilter};
-use caucus_net::Multiaddr;
 use caucus_node::control::{Client, Reply, Request};
-use caucus_node::{Home, Node, NodeConfig, NodeEvent, Running, now_ms};
-use caucus_proto::limits::{MAX_RECORDS_PER_ENTRY, PACK_TEXT_BYTES};
+use caucus_node::relay::{RelayEvent, RelayNode, RelayOptions};
+use caucus_node::{Home, Multiaddr, NetOptions, Node, NodeConfig, NodeEvent, Running, now_ms};
 use caucus_proto::{
     ContactField, ContactId, Day, FollowupId, GroupId, IdentityKey, Note, NoticeContent, NoticeId,
     Operation, Rating, Role,
@@ -616,7 +615,7 @@ impl Ctx {
     }
 
     fn contact(&self, group: &GroupId, prefix: &str) -> Result<ContactId> {
-        let rows = self.node.store().all_contacts(group)?;
+        let rows = self.node.all_contacts(group)?;
         let live = rows.iter().filter(|c| !c.removed).map(|c| (c.id.0, c.id));
         by_prefix(live, prefix, "contact", "caucus contact list")
     }
@@ -628,7 +627,7 @@ impl Ctx {
 
     fn member(&self, group: &GroupId, who: &str) -> Result<IdentityKey> {
         let lower = who.to_lowercase();
-        let members = self.node.store().members(group)?;
+        let members = self.node.members(group)?;
         let hits: Vec<IdentityKey> = members
             .iter()
             .filter(|m| {
@@ -761,20 +760,16 @@ fn role_name(r: Role) -> &'static str {
     }
 }
 
-fn net_config(net: &NetArgs, default_listen: bool) -> caucus_net::Config {
-    let mut c = caucus_net::Config::default();
-    if !net.listen.is_empty() {
-        c.listen = net.listen.clone();
-    } else if !default_listen {
-        c.listen = vec![
-            "/ip4/0.0.0.0/tcp/0"
-                .parse()
-                .unwrap_or_else(|_| Multiaddr::empty()),
-        ];
+/// The node's network options from the flags; `default_listen` keeps the node's
+/// default listen addresses (TCP and QUIC) when none is given, else TCP only.
+fn net_options(net: &NetArgs, default_listen: bool) -> NetOptions {
+    NetOptions {
+        listen: net.listen.clone(),
+        peers: net.peer.clone(),
+        no_mdns: net.no_mdns,
+        tcp_only: !default_listen,
+        ..NetOptions::default()
     }
-    c.bootstrap = net.peer.clone();
-    c.mdns = !net.no_mdns;
-    c
 }
 
 /// Waits for an event matching `f`, at most `timeout`.
@@ -876,12 +871,12 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<()> {
                 status_only: status,
                 external,
                 max_peers,
-                limits: caucus_net::RelayLimits {
+                limits: caucus_node::netopts::RelayLimits {
                     max_reservations: max_peers as usize,
                     max_circuits: max_circuits as usize,
                     max_circuit_bytes: circuit_mib << 20,
                     max_circuit_duration: std::time::Duration::from_secs(circuit_minutes * 60),
-                    ..caucus_net::RelayLimits::default()
+                    ..caucus_node::netopts::RelayLimits::default()
                 },
                 quota: caucus_node::relay::Quota {
                     max_entries: quota_entries,
@@ -1077,8 +1072,8 @@ async fn command(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::Device(DeviceCmd::Link { net }) => device_link(ctx, &net).await?,
         Command::Device(DeviceCmd::List { group }) => {
             let g = ctx.group(&group)?;
-            let devices = ctx.node.store().devices(&g)?;
-            let members = ctx.node.store().members(&g)?;
+            let devices = ctx.node.devices(&g)?;
+            let members = ctx.node.members(&g)?;
             let name = |id: &IdentityKey| {
                 members
                     .iter()
@@ -1105,7 +1100,7 @@ async fn command(ctx: &mut Ctx, command: Command) -> Result<()> {
         }
         Command::Device(DeviceCmd::Revoke { device, group }) => {
             let g = ctx.group(&group)?;
-            let devices = ctx.node.store().devices(&g)?;
+            let devices = ctx.node.devices(&g)?;
             let live = devices
                 .iter()
                 .filter(|d| !d.revoked)
@@ -1135,7 +1130,7 @@ async fn command(ctx: &mut Ctx, command: Command) -> Result<()> {
         }
         Command::Member(MemberCmd::List { group }) => {
             let g = ctx.group(&group)?;
-            let members = ctx.node.store().members(&g)?;
+            let members = ctx.node.members(&g)?;
             if json {
                 let v: Vec<_> = members.iter().map(|m| json!({"member": hex::encode(m.identity.0), "name": m.name, "role": role_name(m.role), "current": m.current})).collect();
                 println!("{}", serde_json::Value::Array(v));
@@ -1198,8 +1193,8 @@ async fn command(ctx: &mut Ctx, command: Command) -> Result<()> {
         Command::Notice(n) => notice(ctx, n).await?,
         Command::Map { group } => {
             let g = ctx.group(&group)?;
-            let map = ctx.node.store().workplace_map(&g)?;
-            let share = ctx.node.store().support_share(&g)?;
+            let map = ctx.node.workplace_map(&g)?;
+            let share = ctx.node.support_share(&g)?;
             if json {
                 let cells: Vec<_> = map.cells.iter().flat_map(|(d, row)| row.iter().map(move |(s, c)| json!({"department": d, "shift": s, "by_rating": c.by_rating, "unrated": c.unrated}))).collect();
                 println!(
@@ -1232,20 +1227,20 @@ async fn command(ctx: &mut Ctx, command: Command) -> Result<()> {
             group,
         } => {
             let g = ctx.group(&group)?;
-            let mut c = Vec::new();
-            let mut n = Vec::new();
-            caucus_store::spreadsheet::export(ctx.node.store(), &g, &mut c, &mut n)?;
-            write_new(&contacts, &c)?;
-            write_new(&notes, &n)?;
-            let rows = |b: &[u8]| b.iter().filter(|x| **x == b'\n').count().saturating_sub(1);
+            let export = ctx.node.export_spreadsheets(&g)?;
+            write_new(&contacts, &export.contacts_csv)?;
+            write_new(&notes, &export.notes_csv)?;
             if json {
-                println!("{}", json!({"contacts": rows(&c), "notes": rows(&n)}));
+                println!(
+                    "{}",
+                    json!({"contacts": export.contacts, "notes": export.notes})
+                );
             } else {
                 println!(
                     "exported {} contacts to {} and {} notes to {} (plain text: keep these files safe)",
-                    rows(&c),
+                    export.contacts,
                     contacts.display(),
-                    rows(&n),
+                    export.notes,
                     notes.display()
                 );
             }
@@ -1429,8 +1424,7 @@ async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
             let cid = ctx.contact(&g, &id)?;
             let d = ctx
                 .node
-                .store()
-                .contact(&g, &cid)?
+                .contact_detail(&g, &cid)?
                 .context("contact not found")?;
             let c = &d.contact;
             if json {
@@ -1493,7 +1487,7 @@ async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
             if let Some(x) = text {
                 f = f.text(x);
             }
-            let rows = ctx.node.store().contacts(&g, &f)?;
+            let rows = ctx.node.contacts(&g, &f)?;
             if json {
                 println!(
                     "{}",
@@ -1533,7 +1527,7 @@ async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
 }
 
 /// The stable JSON form of a contact (field names pinned by a test).
-fn contact_json(c: &caucus_store::ContactRow) -> serde_json::Value {
+fn contact_json(c: &caucus_node::views::ContactRow) -> serde_json::Value {
     json!({
         "id": hex::encode(c.id.0),
         "name": c.name,
@@ -1581,7 +1575,7 @@ async fn followup(ctx: &mut Ctx, f: FollowupCmd) -> Result<()> {
         }
         FollowupCmd::Done { id, group } => {
             let g = ctx.group(&group)?;
-            let followups = ctx.node.store().followups(&g)?;
+            let followups = ctx.node.followups(&g)?;
             let ids = followups.iter().map(|f| (f.id.0, f.id));
             let fid = &by_prefix(ids, &id, "follow-up", "caucus followup list")?;
             ctx.write(
@@ -1596,10 +1590,7 @@ async fn followup(ctx: &mut Ctx, f: FollowupCmd) -> Result<()> {
         }
         FollowupCmd::List { days, group } => {
             let g = ctx.group(&group)?;
-            let rows = ctx
-                .node
-                .store()
-                .followups_due(&g, Day::from_unix_ms(now_ms()), days)?;
+            let rows = ctx.node.followups_due(&g, days)?;
             if json {
                 let v: Vec<_> = rows.iter().map(|r| json!({"followup": hex::encode(r.followup.id.0), "contact": hex::encode(r.followup.contact.0), "contact_name": r.contact_name, "due": out::day(r.followup.due), "assignee": r.followup.assignee, "task": r.followup.task, "overdue": r.overdue})).collect();
                 println!("{}", serde_json::Value::Array(v));
@@ -1703,7 +1694,7 @@ async fn notice(ctx: &mut Ctx, n: NoticeCmd) -> Result<()> {
         }
         NoticeCmd::List { group } => {
             let g = ctx.group(&group)?;
-            let rows = ctx.node.store().current_notices(&g, now_ms())?;
+            let rows = ctx.node.current_notices(&g)?;
             if json {
                 let v: Vec<_> = rows.iter().map(|r| json!({"notice": hex::encode(r.notice.id.0), "title": r.notice.title, "starts_at_ms": r.notice.starts_at_ms, "place": r.notice.place, "urgent": r.notice.urgent, "acked": r.delivery.acked, "members": r.delivery.total})).collect();
                 println!("{}", serde_json::Value::Array(v));
@@ -1775,14 +1766,12 @@ async fn import(
     notes: Option<&Path>,
     group: &GroupArg,
 ) -> Result<()> {
-    use caucus_store::spreadsheet::{self, KnownPhones};
     let g = ctx.group(group)?;
     let mut cf = std::fs::File::open(contacts).with_context(|| contacts.display().to_string())?;
     let mut nf = match notes {
         Some(p) => Some(std::fs::File::open(p).with_context(|| p.display().to_string())?),
         None => None,
     };
-    let known = KnownPhones::from_store(ctx.node.store(), &g)?;
     let bar = indicatif::ProgressBar::new(0);
     if ctx.json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -1792,20 +1781,17 @@ async fn import(
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_message("reading");
-    let import = spreadsheet::import(
-        Some(&mut cf),
+    let import = ctx.node.prepare_import(
+        &g,
+        &mut cf,
         nf.as_mut().map(|f| f as &mut dyn std::io::Read),
-        &known,
-        &mut || ContactId(random16()),
         &mut |done, total| {
             bar.set_length(total);
             bar.set_position(done);
         },
     )?;
     let (nc, nn) = (import.contacts, import.notes);
-    // Rows travel packed, up to a thousand records per entry: one signature, nonce, tag
-    // and membership proof for many rows instead of one each.
-    let ops = Operation::pack(import.operations, MAX_RECORDS_PER_ENTRY, PACK_TEXT_BYTES);
+    let ops = import.operations;
     bar.set_message("sealing and storing");
     bar.set_length(ops.len() as u64);
     bar.set_position(0);
@@ -1834,16 +1820,8 @@ async fn run(ctx: Ctx, net: &NetArgs) -> Result<()> {
     let Some(lock) = lock else {
         bail!("another `caucus run` already holds this home");
     };
-    let running = Arc::new(
-        Running::start(
-            node,
-            NodeConfig {
-                net: net_config(net, true),
-                ..NodeConfig::default()
-            },
-        )
-        .await?,
-    );
+    let running =
+        Arc::new(Running::start(node, NodeConfig::with_net(&net_options(net, true))).await?);
     caucus_node::control::serve(running.clone(), &home.socket())?;
     let mut rx = running.subscribe();
     let addrs = running.wait_listening(Duration::from_secs(10)).await?;
@@ -2004,14 +1982,7 @@ async fn join(ctx: &mut Ctx, ticket: &str, peers: Vec<Multiaddr>, net: &NetArgs)
         .try_lock()?
         .context("another process holds this home")?;
     let node = ctx.reopen()?;
-    let running = Running::start(
-        node,
-        NodeConfig {
-            net: net_config(net, false),
-            ..NodeConfig::default()
-        },
-    )
-    .await?;
+    let running = Running::start(node, NodeConfig::with_net(&net_options(net, false))).await?;
     let mut rx = running.subscribe();
     let group = running.join(&ticket, &peers).await?;
     let synced = wait_synced(
@@ -2027,7 +1998,7 @@ async fn join(ctx: &mut Ctx, ticket: &str, peers: Vec<Multiaddr>, net: &NetArgs)
                 .and_then(|s| s.group_name().map(str::to_owned))
         })
         .unwrap_or_default();
-    let entries = running.with_node(|n| n.store().entry_count(&group))?;
+    let entries = running.with_node(|n| n.entry_count(&group))?;
     running.shutdown().await?;
     drop(lock);
     if ctx.json {
@@ -2072,14 +2043,7 @@ async fn device_link(ctx: &mut Ctx, net: &NetArgs) -> Result<()> {
     }
     let lock = ctx.lock.take().context("home is locked")?;
     let node = ctx.reopen()?;
-    let running = Running::start(
-        node,
-        NodeConfig {
-            net: net_config(net, false),
-            ..NodeConfig::default()
-        },
-    )
-    .await?;
+    let running = Running::start(node, NodeConfig::with_net(&net_options(net, false))).await?;
     let mut rx = running.subscribe();
     let addrs = running.wait_listening(Duration::from_secs(10)).await?;
     let (code, done) = running.host_link()?;
@@ -2137,27 +2101,15 @@ async fn device_add(
     }
     let code = PairingCode::parse(code)?;
     let pass = passphrase(true)?;
-    let node = caucus_node::link_new_device(
-        home,
-        pass.as_bytes(),
-        params,
-        &code,
-        label,
-        peers,
-        net_config(net, false),
-    )
-    .await?;
+    let mut options = net_options(net, false);
+    options.peers = peers.to_vec();
+    let node =
+        caucus_node::link_device(home, pass.as_bytes(), params, &code, label, &options).await?;
     let lock = h.try_lock()?.context("home is locked")?;
-    let mut config = net_config(net, false);
-    config.bootstrap.extend(peers.iter().cloned());
-    let running = Running::start(
-        node,
-        NodeConfig {
-            net: config,
-            ..NodeConfig::default()
-        },
-    )
-    .await?;
+    // The first device is dialed twice over: given with --peer, and as the one linked with.
+    let mut options = net_options(net, false);
+    options.peers.extend(peers.iter().cloned());
+    let running = Running::start(node, NodeConfig::with_net(&options)).await?;
     let mut rx = running.subscribe();
     let synced = wait_synced(&mut rx, json, |e| {
         matches!(e, NodeEvent::SyncFinished { .. })
@@ -2193,7 +2145,7 @@ struct RelayOpts {
     status_only: bool,
     external: Vec<Multiaddr>,
     max_peers: u32,
-    limits: caucus_net::RelayLimits,
+    limits: caucus_node::netopts::RelayLimits,
     quota: caucus_node::relay::Quota,
 }
 
@@ -2209,7 +2161,7 @@ async fn relay(home: &Path, opts: RelayOpts, json: bool) -> Result<()> {
         quota,
     } = opts;
     use caucus_node::relay::{Relay, RelayGrant};
-    let relay = Arc::new(Relay::open(home, quota)?);
+    let relay = Relay::open(home, quota)?;
     for g in &allow {
         let grant = RelayGrant::parse(g)?;
         let id = relay.allow(grant)?;
@@ -2241,14 +2193,6 @@ async fn relay(home: &Path, opts: RelayOpts, json: bool) -> Result<()> {
         }
         return Ok(());
     }
-    let listen = if listen.is_empty() {
-        vec![
-            "/ip4/0.0.0.0/tcp/4001".parse()?,
-            "/ip4/0.0.0.0/udp/4001/quic-v1".parse()?,
-        ]
-    } else {
-        listen
-    };
     let limits_line = format!(
         "  limits: {max_peers} peers and reservations, {} circuits (4 per peer), {} MiB and {} min per circuit; per group {} entries, {} MiB",
         limits.max_circuits,
@@ -2257,48 +2201,33 @@ async fn relay(home: &Path, opts: RelayOpts, json: bool) -> Result<()> {
         quota.max_entries,
         quota.max_bytes >> 20,
     );
-    let config = caucus_net::Config {
+    let options = RelayOptions {
         listen,
-        mdns: false,
-        relay_server: Some(limits),
-        max_connections: max_peers,
-        max_pending_incoming: 128,
-        ..caucus_net::Config::default()
+        external,
+        limits,
+        max_peers: Some(max_peers),
+        ..RelayOptions::office()
     };
-    let (net, mut events) =
-        caucus_net::Network::spawn(config, relay.clone()).map_err(|e| anyhow!("{e}"))?;
-    for (group, topic) in relay.groups() {
-        net.join(group, topic).await.map_err(|e| anyhow!("{e}"))?;
-    }
-    for a in external {
-        net.add_external_address(a)
-            .await
-            .map_err(|e| anyhow!("{e}"))?;
-    }
-    let peer = net.local_peer_id();
+    let (node, mut events) = RelayNode::start(relay, options).await?;
     println!(
-        "caucus relay {peer} serving {} groups (ciphertext only)",
-        relay.groups().len()
+        "caucus relay {} serving {} groups (ciphertext only)",
+        node.peer_id(),
+        node.relay().groups().len()
     );
     println!("{limits_line}");
     loop {
         tokio::select! {
             _ = shutdown_signal() => break,
             ev = events.recv() => match ev {
-                Some(caucus_net::NetEvent::Listening { address }) => {
-                    // Reservations hand out the relay's external addresses.
-                    net.add_external_address(address.clone()).await.map_err(|e| anyhow!("{e}"))?;
-                    println!("  listening on {}/p2p/{peer}", address);
-                }
-                Some(caucus_net::NetEvent::PeerPenalized { peer, reason }) => println!("peer {peer} cut off: {reason}"),
-                Some(caucus_net::NetEvent::RelayLimited { peer, what }) => println!("peer {peer}: {what} by the relay limits"),
-                Some(_) => {}
-                None => break,
+                Ok(RelayEvent::Listening { address }) => println!("  listening on {address}"),
+                Ok(RelayEvent::PeerPenalized { peer, reason }) => println!("peer {peer} cut off: {reason}"),
+                Ok(RelayEvent::Limited { peer, what }) => println!("peer {peer}: {what} by the relay limits"),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             }
         }
     }
-    relay.checkpoint()?;
-    let _ = net.shutdown().await;
+    node.shutdown().await?;
     Ok(())
 }
 

@@ -11,14 +11,14 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use caucus_crypto::at_rest::KdfParams;
-use caucus_net::Multiaddr;
-use caucus_node::relay::{Quota, Relay};
-use caucus_node::{Node, NodeConfig, NodeEvent, Running, link_new_device, now_ms};
+use caucus_node::relay::{Quota, Relay, RelayNode, RelayOptions};
+use caucus_node::{
+    Multiaddr, NetOptions, Node, NodeConfig, NodeEvent, Running, link_device, now_ms,
+};
 use caucus_proto::{
     ContactField, ContactId, GroupId, Note, NoticeContent, NoticeId, Operation, Rating,
 };
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Planted in names, notes and the notice; must never appear in the relay's files.
@@ -56,13 +56,10 @@ fn kdf() -> Result<KdfParams> {
 }
 
 fn loopback(peers: &[Multiaddr]) -> NodeConfig {
-    let mut net = caucus_net::Config::loopback();
-    net.bootstrap = peers.to_vec();
-    net.resync_interval = Duration::from_secs(2);
-    NodeConfig {
-        net,
-        ..NodeConfig::default()
-    }
+    NodeConfig::with_net(&NetOptions {
+        resync_interval: Some(Duration::from_secs(2)),
+        ..NetOptions::loopback(peers)
+    })
 }
 
 fn random16() -> [u8; 16] {
@@ -186,23 +183,18 @@ async fn story(root: &Path) -> Result<()> {
     let mut steps = Steps(Instant::now());
 
     // 0. The office relay.
-    let relay = Arc::new(Relay::open(&root.join("relay"), Quota::default())?);
-    let mut relay_cfg = caucus_net::Config::loopback();
-    relay_cfg.relay_server = Some(caucus_net::RelayLimits::default());
-    relay_cfg.resync_interval = Duration::from_secs(2);
-    let (relay_net, mut relay_events) = caucus_net::Network::spawn(relay_cfg, relay.clone())?;
-    let relay_addr = loop {
-        match tokio::time::timeout(STEP_TIMEOUT, relay_events.recv()).await {
-            Ok(Some(caucus_net::NetEvent::Listening { address })) => {
-                break address
-                    .with_p2p(relay_net.local_peer_id())
-                    .unwrap_or_else(|a| a);
-            }
-            Ok(Some(_)) => {}
-            _ => bail!("the relay did not start listening"),
-        }
-    };
-    tokio::spawn(async move { while relay_events.recv().await.is_some() {} });
+    let (relay, mut relay_events) = RelayNode::start(
+        Relay::open(&root.join("relay"), Quota::default())?,
+        RelayOptions {
+            resync_interval: Some(Duration::from_secs(2)),
+            ..RelayOptions::loopback()
+        },
+    )
+    .await?;
+    let relay_addr = relay
+        .wait_listening(&mut relay_events, STEP_TIMEOUT)
+        .await?;
+    drop(relay_events);
     steps.line(format!(
         "0. office relay up at {relay_addr} (circuit relay v2 + blind store)"
     ));
@@ -220,21 +212,18 @@ async fn story(root: &Path) -> Result<()> {
     )
     .await?;
     let grant = dana.with_node(|n| n.relay_grant(&g))?;
-    let topic = grant.topic.clone();
-    relay.allow(grant)?;
-    relay_net.join(g, topic).await?;
+    relay.allow(grant).await?;
     steps.line("1. Dana founds \"JFK8 committee\" (8,000 workers, target 70%) and gives the relay a grant: tokens, no content key");
 
     // 2. Dana links her phone.
     let (code, linked) = dana.host_link()?;
-    let phone_node = link_new_device(
+    let phone_node = link_device(
         &root.join("dana-phone"),
         PASS,
         kdf()?,
         &code,
         "phone",
-        &dana_addrs,
-        caucus_net::Config::loopback(),
+        &NetOptions::loopback(&dana_addrs),
     )
     .await?;
     let (phone, _) = start(phone_node, &dana_addrs).await?;
@@ -435,7 +424,7 @@ async fn story(root: &Path) -> Result<()> {
         .write(&g, note(ids[1], "card drive moved to Friday"))
         .await?;
     let deadline = Instant::now() + STEP_TIMEOUT;
-    while !relay.holds(&g, &news) {
+    while !relay.relay().holds(&g, &news) {
         ensure!(
             Instant::now() < deadline,
             "the relay did not take Dana's entry"
@@ -463,16 +452,16 @@ async fn story(root: &Path) -> Result<()> {
     maria.shutdown().await?;
 
     // 9. What the relay holds.
-    relay.checkpoint()?;
+    relay.relay().checkpoint()?;
     let (files, bytes, hits) = scan(&root.join("relay"), MARKER.as_bytes())?;
     ensure!(
         hits == 0,
         "{hits} plaintext hits of the marker in the relay's files"
     );
-    let usage: u64 = relay.usage().iter().map(|(_, u)| u.entries).sum();
+    let usage: u64 = relay.relay().usage().iter().map(|(_, u)| u.entries).sum();
     steps.line(format!(
         "9. the relay holds {usage} envelopes; scanned its {files} files ({bytes} bytes) for \"{MARKER}\": 0 hits"
     ));
-    let _ = relay_net.shutdown().await;
+    relay.shutdown().await?;
     Ok(())
 }

@@ -10,13 +10,12 @@ use crate::WAIT;
 use crate::campaign::{Campaign, extra_note};
 use anyhow::{Context, Result, bail};
 use caucus_crypto::at_rest::KdfParams;
-use caucus_net::{Multiaddr, NetEvent, Network, RelayLimits};
-use caucus_node::relay::{Quota, Relay};
+use caucus_net::Multiaddr;
+use caucus_node::relay::{Quota, Relay, RelayNode, RelayOptions};
 use caucus_node::{Node, NodeConfig, NodeEvent, Running, now_ms};
 use caucus_proto::limits::{MAX_RECORDS_PER_ENTRY, PACK_TEXT_BYTES};
 use caucus_proto::{GroupId, Operation};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -85,27 +84,18 @@ fn held(relay: &Relay, g: &GroupId) -> u64 {
     relay.group_usage(g).map_or(0, |u| u.entries)
 }
 
-/// The office relay, in this process.
-async fn relay(dir: &Path) -> Result<(Arc<Relay>, Network, Multiaddr)> {
-    let relay = Arc::new(Relay::open(dir, Quota::default())?);
-    let config = caucus_net::Config {
-        relay_server: Some(RelayLimits::default()),
-        ..caucus_net::Config::loopback()
-    };
-    let (net, mut events) = Network::spawn(config, relay.clone())?;
-    let addr = loop {
-        match tokio::time::timeout(WAIT, events.recv()).await? {
-            Some(NetEvent::Listening { address }) => break address,
-            Some(_) => {}
-            None => bail!("relay stopped"),
-        }
-    };
-    tokio::spawn(async move { while events.recv().await.is_some() {} });
-    net.add_external_address(addr.clone()).await?;
-    let addr = addr
-        .with_p2p(net.local_peer_id())
-        .map_err(|a| anyhow::anyhow!("bad relay address {a}"))?;
-    Ok((relay, net, addr))
+/// The office relay, in this process, announcing its listen address.
+async fn relay(dir: &Path) -> Result<(RelayNode, Multiaddr)> {
+    let (relay, mut events) = RelayNode::start(
+        Relay::open(dir, Quota::default())?,
+        RelayOptions {
+            announce_listen_addresses: true,
+            ..RelayOptions::loopback()
+        },
+    )
+    .await?;
+    let addr = relay.wait_listening(&mut events, WAIT).await?;
+    Ok((relay, addr))
 }
 
 /// Starts the device at `home` with no peer, dials the relay and waits until the group
@@ -211,7 +201,7 @@ async fn raw_tcp(bytes: u64) -> Result<Duration> {
 /// `dir/b` (for the process scenarios).
 pub(crate) async fn run(campaign: &Campaign, dir: &Path) -> Result<Figures> {
     let ops = campaign.operations()?;
-    let (relay, relay_net, relay_addr) = relay(&dir.join("relay")).await?;
+    let (relay, relay_addr) = relay(&dir.join("relay")).await?;
 
     // The organizer's laptop founds the group; the new device joins while it is small.
     let a = Node::init(&dir.join("a"), b"bench", "Dana R.", "laptop", kdf())?;
@@ -219,10 +209,9 @@ pub(crate) async fn run(campaign: &Campaign, dir: &Path) -> Result<Figures> {
     let a_addr = a.wait_listening(WAIT).await?;
     let g = a.create_group("campaign").await?;
     let grant = a.with_node(|n| n.relay_grant(&g))?;
-    // Allowed first, then joined: the relay's first sync needs the grant's proof.
-    let topic = grant.topic.clone();
-    relay.allow(grant)?;
-    relay_net.join(g, topic).await?;
+    // Allowed first, then joined (as `RelayNode::allow` does): the relay's first sync
+    // needs the grant's proof.
+    relay.allow(grant).await?;
     let b_home = dir.join("b");
     {
         let text: Vec<String> = a_addr.iter().map(ToString::to_string).collect();
@@ -254,10 +243,10 @@ pub(crate) async fn run(campaign: &Campaign, dir: &Path) -> Result<Figures> {
     let single_writes_per_sec = singles as f64 / started.elapsed().as_secs_f64();
     let entries = a.with_node(|n| n.store().entry_count(&g))?;
     until("the relay to hold the dataset", || {
-        held(&relay, &g) >= entries
+        held(relay.relay(), &g) >= entries
     })
     .await?;
-    let ciphertext_bytes = relay.group_usage(&g).map_or(0, |u| u.bytes);
+    let ciphertext_bytes = relay.relay().group_usage(&g).map_or(0, |u| u.bytes);
 
     // Initial sync: the device comes online and meets only the relay.
     let initial = sync_from_relay(&b_home, &g, &relay_addr, entries).await?;
@@ -286,13 +275,13 @@ pub(crate) async fn run(campaign: &Campaign, dir: &Path) -> Result<Figures> {
         }
         let want = a.with_node(|n| n.store().entry_count(&g))?;
         until("the relay to hold the new entries", || {
-            held(&relay, &g) >= want
+            held(relay.relay(), &g) >= want
         })
         .await?;
         incremental.push(sync_from_relay(&b_home, &g, &relay_addr, want).await?);
     }
     a.shutdown().await?;
-    let _ = relay_net.shutdown().await;
+    relay.shutdown().await?;
     Ok(Figures {
         entries,
         ciphertext_bytes,

@@ -255,7 +255,7 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn random16() -> [u8; 16] {
+pub(crate) fn random16() -> [u8; 16] {
     use rand::Rng;
     let mut b = [0u8; 16];
     rand::rng().fill_bytes(&mut b);

@@ -10,20 +10,27 @@
 //!   socket ([`control`]), through which CLI commands hand their writes to the running
 //!   node, so one process writes a home at a time.
 //! - [`relay`] is the office relay's blind store: ciphertext only, checked with relay
-//!   tokens.
+//!   tokens; [`relay::RelayNode`] is the one way to put it on the network.
+//! - [`views`] answers what an organizer reads (contacts, notes, follow-ups, the map,
+//!   members, devices, notices, spreadsheets) with the node's own view types, and
+//!   [`netopts`] says what a front end says about the network: a front end needs
+//!   neither `caucus-store` nor `caucus-net`.
 //!
 //! Logs carry ids, counts and operation kinds, never names, notes or notice text.
 
 pub mod control;
 mod core;
 mod home;
+pub mod netopts;
 pub mod relay;
 mod running;
+pub mod views;
 
 pub use crate::core::{
     GroupInfo, InviteInfo, MAX_CLOCK_AHEAD_MS, Node, OpenedSummary, Received, Revoked, now_ms,
 };
 pub use home::Home;
+pub use netopts::{Multiaddr, NetOptions, PeerId, link_device};
 pub use running::{
     ENTRY_EVENTS_AT_MOST, LINK_WINDOW, NODE_EVENT_QUEUE, NodeConfig, NodeEvent, Running,
     SyncStatus, link_new_device,

@@ -15,7 +15,7 @@
 
 use crate::NodeError;
 use caucus_crypto::{RelayCredential, RelayToken, session_proof_epoch};
-use caucus_net::{Backend, BackendError, Validation};
+use caucus_net::{Backend, BackendError, Multiaddr, PeerId, RelayLimits, Validation};
 use caucus_proto::{EntryId, Envelope, GroupId, codec};
 use caucus_store::{DbKey, Store, StoredEntry};
 use caucus_sync::EntryIndex;
@@ -23,7 +23,7 @@ use data_encoding::BASE32_NOPAD;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use zeroize::Zeroizing;
 
 /// Prefix of a grant's text form.
@@ -504,5 +504,223 @@ impl Backend for Relay {
             .iter()
             .filter(|t| t.epoch == epoch)
             .any(|t| t.verify_session(binding, proof))
+    }
+}
+
+/// How an office relay runs: where it listens, what it announces, its limits.
+#[derive(Clone, Debug)]
+pub struct RelayOptions {
+    /// Listen here (default: TCP and QUIC on port 4001, any address; with `loopback`,
+    /// 127.0.0.1 and a random port).
+    pub listen: Vec<Multiaddr>,
+    /// Addresses phones reach the relay at, if not a listen address (NAT, DNS).
+    pub external: Vec<Multiaddr>,
+    /// Announce every listen address as an external one (reservations hand these out).
+    pub announce_listen_addresses: bool,
+    /// Circuit relay limits.
+    pub limits: RelayLimits,
+    /// Most peers connected at once (`None`: the network's default).
+    pub max_peers: Option<u32>,
+    /// On 127.0.0.1 only (in-process stories, examples, benches).
+    pub loopback: bool,
+    /// Sync every group with its peers this often (default: the network's).
+    pub resync_interval: Option<std::time::Duration>,
+}
+
+impl RelayOptions {
+    /// A relay on 127.0.0.1, default limits, announcing nothing.
+    pub fn loopback() -> RelayOptions {
+        RelayOptions {
+            listen: Vec::new(),
+            external: Vec::new(),
+            announce_listen_addresses: false,
+            limits: RelayLimits::default(),
+            max_peers: None,
+            loopback: true,
+            resync_interval: None,
+        }
+    }
+
+    /// An office relay on the network: port 4001 unless told, listen addresses announced.
+    pub fn office() -> RelayOptions {
+        RelayOptions {
+            announce_listen_addresses: true,
+            loopback: false,
+            ..RelayOptions::loopback()
+        }
+    }
+
+    fn to_config(&self) -> Result<caucus_net::Config, NodeError> {
+        let mut c = if self.loopback {
+            caucus_net::Config::loopback()
+        } else {
+            let port = |a: &str| {
+                a.parse::<Multiaddr>()
+                    .map_err(|e| NodeError::Usage(format!("{a}: {e}")))
+            };
+            caucus_net::Config {
+                listen: vec![
+                    port("/ip4/0.0.0.0/tcp/4001")?,
+                    port("/ip4/0.0.0.0/udp/4001/quic-v1")?,
+                ],
+                mdns: false,
+                max_pending_incoming: 128,
+                ..caucus_net::Config::default()
+            }
+        };
+        if !self.listen.is_empty() {
+            c.listen = self.listen.clone();
+        }
+        c.relay_server = Some(self.limits);
+        if let Some(n) = self.max_peers {
+            c.max_connections = n;
+        }
+        if let Some(every) = self.resync_interval {
+            c.resync_interval = every;
+        }
+        Ok(c)
+    }
+}
+
+/// Something a running relay reports (ids only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RelayEvent {
+    /// Listening on this address (ending in `/p2p/<peer id>`).
+    Listening {
+        /// The address.
+        address: Multiaddr,
+    },
+    /// A peer was cut off for misbehaving.
+    PeerPenalized {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A limit refused a peer's reservation or circuit, or cut a circuit short.
+    Limited {
+        /// The peer.
+        peer: PeerId,
+        /// What was refused or cut.
+        what: &'static str,
+    },
+}
+
+/// Events buffered per relay subscriber.
+const RELAY_EVENT_QUEUE: usize = 256;
+
+/// The office relay on the network: its blind store ([`Relay`]) behind a `caucus-net`
+/// swarm that serves circuits, catch-up sync and gossip. The one way caucus starts a
+/// relay (the `caucus relay` command, the demo, the examples, the bench).
+#[derive(Debug)]
+pub struct RelayNode {
+    relay: Arc<Relay>,
+    net: caucus_net::Network,
+    events: tokio::sync::broadcast::Sender<RelayEvent>,
+}
+
+impl RelayNode {
+    /// Puts `relay` on the network with `options`: joins the topic of every group it
+    /// serves and announces the external addresses. The receiver gets every event from
+    /// the first listen address on.
+    pub async fn start(
+        relay: Relay,
+        options: RelayOptions,
+    ) -> Result<(RelayNode, tokio::sync::broadcast::Receiver<RelayEvent>), NodeError> {
+        let relay = Arc::new(relay);
+        let net_err = |e: caucus_net::NetError| NodeError::Net(e.to_string());
+        let (net, mut net_events) =
+            caucus_net::Network::spawn(options.to_config()?, relay.clone()).map_err(net_err)?;
+        let (events, first) = tokio::sync::broadcast::channel(RELAY_EVENT_QUEUE);
+        {
+            let net = net.clone();
+            let events = events.clone();
+            let announce = options.announce_listen_addresses;
+            tokio::spawn(async move {
+                let peer = net.local_peer_id();
+                while let Some(ev) = net_events.recv().await {
+                    let ev = match ev {
+                        caucus_net::NetEvent::Listening { address } => {
+                            if announce {
+                                // Reservations hand out the relay's external addresses.
+                                if let Err(e) = net.add_external_address(address.clone()).await {
+                                    tracing::warn!("relay address not announced: {e}");
+                                }
+                            }
+                            RelayEvent::Listening {
+                                address: address.with_p2p(peer).unwrap_or_else(|a| a),
+                            }
+                        }
+                        caucus_net::NetEvent::PeerPenalized { peer, reason } => {
+                            RelayEvent::PeerPenalized { peer, reason }
+                        }
+                        caucus_net::NetEvent::RelayLimited { peer, what } => {
+                            RelayEvent::Limited { peer, what }
+                        }
+                        _ => continue,
+                    };
+                    let _ = events.send(ev);
+                }
+            });
+        }
+        for (group, topic) in relay.groups() {
+            net.join(group, topic).await.map_err(net_err)?;
+        }
+        for a in options.external {
+            net.add_external_address(a).await.map_err(net_err)?;
+        }
+        Ok((RelayNode { relay, net, events }, first))
+    }
+
+    /// The relay's store: grants, usage, what it holds.
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
+    /// The relay's transport identity.
+    pub fn peer_id(&self) -> PeerId {
+        self.net.local_peer_id()
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RelayEvent> {
+        self.events.subscribe()
+    }
+
+    /// Serves a group from now on: stores its grant and joins its topic.
+    pub async fn allow(&self, grant: RelayGrant) -> Result<GroupId, NodeError> {
+        let topic = grant.topic.clone();
+        let group = self.relay.allow(grant)?;
+        self.net
+            .join(group, topic)
+            .await
+            .map_err(|e| NodeError::Net(e.to_string()))?;
+        Ok(group)
+    }
+
+    /// Waits (at most `timeout`) for the first listen address, ending in `/p2p/<peer id>`.
+    pub async fn wait_listening(
+        &self,
+        events: &mut tokio::sync::broadcast::Receiver<RelayEvent>,
+        timeout: std::time::Duration,
+    ) -> Result<Multiaddr, NodeError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(RelayEvent::Listening { address })) => return Ok(address),
+                Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(_)) | Err(_) => {
+                    return Err(NodeError::Net("the relay did not start listening".into()));
+                }
+            }
+        }
+    }
+
+    /// Flushes the store and stops the swarm.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.relay.checkpoint()?;
+        let _ = self.net.shutdown().await;
+        Ok(())
     }
 }
