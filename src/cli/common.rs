@@ -123,59 +123,6 @@ impl Ctx {
     pub(super) fn reopen(&self) -> Result<Node> {
         Ok(Node::open(self.home.dir(), self.pass.as_bytes())?)
     }
-
-    pub(super) fn contact(&self, group: &GroupId, prefix: &str) -> Result<ContactId> {
-        let rows = self.node.all_contacts(group)?;
-        let live = rows.iter().filter(|c| !c.removed).map(|c| (c.id.0, c.id));
-        by_prefix(live, prefix, "contact", "caucus contact list")
-    }
-
-    pub(super) fn notice(&self, group: &GroupId, prefix: &str) -> Result<NoticeId> {
-        let notices = self.node.state(group)?.notices().map(|n| (n.id.0, n.id));
-        by_prefix(notices, prefix, "notice", "caucus notice list")
-    }
-
-    pub(super) fn member(&self, group: &GroupId, who: &str) -> Result<IdentityKey> {
-        let lower = who.to_lowercase();
-        let members = self.node.members(group)?;
-        let hits: Vec<IdentityKey> = members
-            .iter()
-            .filter(|m| {
-                m.current
-                    && (m.name.to_lowercase() == lower
-                        || (lower.len() >= 4 && hex::encode(m.identity.0).starts_with(&lower)))
-            })
-            .map(|m| m.identity)
-            .collect();
-        match hits.as_slice() {
-            [one] => Ok(*one),
-            [] => bail!("no current member \"{who}\" (see `caucus member list`)"),
-            _ => bail!("\"{who}\" matches several members: use the id"),
-        }
-    }
-}
-
-/// The one item whose id, in hex, starts with `prefix` (ids are shown as their first 8
-/// hex digits), or a one-line reason naming the list to look at.
-pub(super) fn by_prefix<const N: usize, T: Copy>(
-    items: impl Iterator<Item = ([u8; N], T)>,
-    prefix: &str,
-    what: &str,
-    list: &str,
-) -> Result<T> {
-    let lower = prefix.trim().to_lowercase();
-    let hits: Vec<T> = items
-        .filter(|(id, _)| !lower.is_empty() && hex::encode(id).starts_with(&lower))
-        .map(|(_, t)| t)
-        .collect();
-    match hits.as_slice() {
-        [one] => Ok(*one),
-        [] => bail!("no {what} with id {prefix}: it matches 0 (see `{list}`)"),
-        _ => bail!(
-            "{prefix} matches {} {what}s: give more of the id",
-            hits.len()
-        ),
-    }
 }
 
 pub(super) fn random16() -> [u8; 16] {

@@ -34,7 +34,7 @@ pub(super) async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
             group,
         } => {
             let g = ctx.group(&group)?;
-            let cid = ctx.contact(&g, &id)?;
+            let cid = ctx.node.find_contact(&g, &id)?;
             let fs = fields(&f)?;
             if fs.is_empty() {
                 bail!("nothing to change: give at least one field (--name, --dept, --rating …)");
@@ -56,7 +56,7 @@ pub(super) async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
         } => {
             let g = ctx.group(&group)?;
             let r = rating(r)?;
-            let cid = ctx.contact(&g, &id)?;
+            let cid = ctx.node.find_contact(&g, &id)?;
             ctx.write(
                 &g,
                 Operation::ContactSet {
@@ -74,7 +74,7 @@ pub(super) async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
             group,
         } => {
             let g = ctx.group(&group)?;
-            let cid = ctx.contact(&g, &id)?;
+            let cid = ctx.node.find_contact(&g, &id)?;
             ctx.write(
                 &g,
                 Operation::ContactSet {
@@ -93,7 +93,7 @@ pub(super) async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
         } => {
             let g = ctx.group(&group)?;
             let date = date.as_deref().map(parse_day).transpose()?;
-            let cid = ctx.contact(&g, &id)?;
+            let cid = ctx.node.find_contact(&g, &id)?;
             if text.trim().is_empty() {
                 bail!("the note is empty");
             }
@@ -118,7 +118,7 @@ pub(super) async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
         }
         ContactCmd::Show { id, group } => {
             let g = ctx.group(&group)?;
-            let cid = ctx.contact(&g, &id)?;
+            let cid = ctx.node.find_contact(&g, &id)?;
             let d = ctx
                 .node
                 .contact_detail(&g, &cid)?
@@ -214,7 +214,7 @@ pub(super) async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
         }
         ContactCmd::Remove { id, group } => {
             let g = ctx.group(&group)?;
-            let cid = ctx.contact(&g, &id)?;
+            let cid = ctx.node.find_contact(&g, &id)?;
             ctx.write(&g, Operation::ContactRemoved { contact: cid })
                 .await?;
             println!("contact {} removed", out::short(&cid.0));

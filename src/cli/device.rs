@@ -37,29 +37,15 @@ pub(super) async fn device(ctx: &mut Ctx, cmd: DeviceCmd) -> Result<()> {
         }
         DeviceCmd::Revoke { device, group } => {
             let g = ctx.group(&group)?;
-            let devices = ctx.node.devices(&g)?;
-            let live = devices
-                .iter()
-                .filter(|d| !d.revoked)
-                .map(|d| (d.device.0, d.device));
-            let d = by_prefix(live, &device, "device", "caucus device list")?;
-            let state = ctx.node.state(&g)?;
-            // The identity's first device holds its identity key: it can certify more.
-            let compromised = state.device(&d).filter(|x| x.first).map(|x| {
-                state
-                    .member(&x.cert.identity)
-                    .map(|m| m.name.clone())
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| out::short(&x.cert.identity.0))
-            });
-            let cut = state.cut_of(&d);
-            ctx.write(&g, Operation::DeviceRevoked { cut }).await?;
+            let d = ctx.node.find_device(&g, &device)?;
+            let revocation = ctx.node.device_revocation(&g, &d)?;
+            ctx.write(&g, revocation.operation).await?;
             let epoch = rotate(ctx, &g).await?;
             println!(
                 "device {} revoked; group moved to epoch {epoch}",
                 out::short(&d.0)
             );
-            if let Some(name) = compromised {
+            if let Some(name) = revocation.compromised {
                 println!(
                     "warning: that device holds {name}'s identity key; treat the identity as compromised: `caucus member remove` them and invite them again under a new identity (`caucus init` on a fresh home)"
                 );

@@ -15,7 +15,7 @@ pub(super) async fn followup(ctx: &mut Ctx, f: FollowupCmd) -> Result<()> {
         } => {
             let g = ctx.group(&group)?;
             let due = parse_day(&due)?;
-            let cid = ctx.contact(&g, &contact)?;
+            let cid = ctx.node.find_contact(&g, &contact)?;
             let id = FollowupId(random16());
             let assignee = assignee.unwrap_or_else(|| ctx.node.name().to_owned());
             ctx.write(
@@ -37,9 +37,7 @@ pub(super) async fn followup(ctx: &mut Ctx, f: FollowupCmd) -> Result<()> {
         }
         FollowupCmd::Done { id, group } => {
             let g = ctx.group(&group)?;
-            let followups = ctx.node.followups(&g)?;
-            let ids = followups.iter().map(|f| (f.id.0, f.id));
-            let fid = &by_prefix(ids, &id, "follow-up", "caucus followup list")?;
+            let fid = &ctx.node.find_followup(&g, &id)?;
             ctx.write(
                 &g,
                 Operation::FollowupDone {

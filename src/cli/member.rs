@@ -29,10 +29,9 @@ pub(super) async fn member(ctx: &mut Ctx, cmd: MemberCmd) -> Result<()> {
         }
         MemberCmd::Remove { member, group } => {
             let g = ctx.group(&group)?;
-            let m = ctx.member(&g, &member)?;
-            let cuts = ctx.node.state(&g)?.cuts_of(&m);
-            ctx.write(&g, Operation::MemberRemoved { member: m, cuts })
-                .await?;
+            let m = ctx.node.find_member(&g, &member)?;
+            let removal = ctx.node.member_removal(&g, &m)?;
+            ctx.write(&g, removal).await?;
             let epoch = rotate(ctx, &g).await?;
             if json {
                 println!("{}", json!({"removed": hex::encode(m.0), "epoch": epoch}));
@@ -48,22 +47,14 @@ pub(super) async fn member(ctx: &mut Ctx, cmd: MemberCmd) -> Result<()> {
             group,
         } => {
             let g = ctx.group(&group)?;
-            let m = ctx.member(&g, &member)?;
+            let m = ctx.node.find_member(&g, &member)?;
             let role = match role.to_lowercase().as_str() {
                 "admin" => Role::Admin,
                 "organizer" => Role::Organizer,
                 _ => bail!("role must be admin or organizer"),
             };
-            let cuts = ctx.node.state(&g)?.cuts_of(&m);
-            ctx.write(
-                &g,
-                Operation::RoleChanged {
-                    member: m,
-                    role,
-                    cuts,
-                },
-            )
-            .await?;
+            let change = ctx.node.role_change(&g, &m, role)?;
+            ctx.write(&g, change).await?;
             println!("{member} is now {}", role_name(role));
         }
     }

@@ -106,7 +106,7 @@ pub(super) async fn notice(ctx: &mut Ctx, n: NoticeCmd) -> Result<()> {
         }
         NoticeCmd::Show { id, group } => {
             let g = ctx.group(&group)?;
-            let nid = ctx.notice(&g, &id)?;
+            let nid = ctx.node.find_notice(&g, &id)?;
             let state = ctx.node.state(&g)?;
             let n = state.notice(&nid).context("notice not found")?;
             let d = state
@@ -133,14 +133,14 @@ pub(super) async fn notice(ctx: &mut Ctx, n: NoticeCmd) -> Result<()> {
         }
         NoticeCmd::Ack { id, group } => {
             let g = ctx.group(&group)?;
-            let nid = ctx.notice(&g, &id)?;
+            let nid = ctx.node.find_notice(&g, &id)?;
             ctx.write(&g, Operation::NoticeAcked { notice: nid })
                 .await?;
             println!("notice {} acknowledged", out::short(&nid.0));
         }
         NoticeCmd::Cancel { id, group } => {
             let g = ctx.group(&group)?;
-            let nid = ctx.notice(&g, &id)?;
+            let nid = ctx.node.find_notice(&g, &id)?;
             ctx.write(&g, Operation::NoticeCancelled { notice: nid })
                 .await?;
             println!("notice {} cancelled", out::short(&nid.0));

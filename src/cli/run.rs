@@ -139,20 +139,12 @@ pub(super) async fn status(ctx: &mut Ctx) -> Result<()> {
                 last.map_or("never (this run)".into(), out::time)
             );
             // Equivocation: shown to the group's admins, who may remove the member.
-            let state = ctx.node.state(&g.id)?;
-            let me_admin = state
-                .member(&ctx.node.identity())
-                .is_some_and(|m| m.is_current() && m.role == Role::Admin);
-            for (device, seq) in state.forks().filter(|_| me_admin) {
-                let who = state
-                    .identity_of(&device)
-                    .and_then(|i| state.member(&i))
-                    .map(|m| m.name.clone())
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| out::short(&device.0));
+            for e in ctx.node.equivocations(&g.id)? {
                 println!(
-                    "  warning: a device of {who} ({}) wrote two different entries at place {seq} of its chain; its entries from there on are refused",
-                    out::short(&device.0)
+                    "  warning: a device of {} ({}) wrote two different entries at place {} of its chain; its entries from there on are refused",
+                    e.who,
+                    out::short(&e.device.0),
+                    e.seq
                 );
             }
         }

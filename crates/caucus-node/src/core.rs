@@ -679,7 +679,7 @@ impl Node {
     }
 
     /// Whether this organizer is a current admin of the group.
-    fn is_admin(&self, group: &GroupId) -> Result<bool, NodeError> {
+    pub(crate) fn is_admin(&self, group: &GroupId) -> Result<bool, NodeError> {
         Ok(self
             .state(group)?
             .member(&self.identity())

@@ -23,6 +23,7 @@ mod core;
 mod home;
 pub mod netopts;
 pub mod relay;
+pub mod requests;
 mod running;
 pub mod views;
 
