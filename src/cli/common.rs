@@ -43,12 +43,10 @@ pub(super) fn kdf(mib: u32) -> Result<KdfParams> {
         .map_err(|_| anyhow!("--kdf-memory-mib must be at least 19 (the OWASP minimum)"))
 }
 
-/// A home opened for a command: the node, and how to write.
+/// A home opened for a command: the node's [`Session`] (which writes directly or through
+/// the running node), and how to print.
 pub(super) struct Ctx {
-    pub(super) home: Home,
-    pub(super) node: Node,
-    /// Held while no `caucus run` owns the home: this process writes directly.
-    pub(super) lock: Option<std::fs::File>,
+    pub(super) session: Session,
     pub(super) json: bool,
     /// Asked once per command (a command that starts the network reopens the home).
     pub(super) pass: Zeroizing<String>,
@@ -56,31 +54,32 @@ pub(super) struct Ctx {
 
 impl Ctx {
     pub(super) fn open(home: &Path, json: bool) -> Result<Ctx> {
-        let home = Home::new(home);
-        if !home.is_initialized() {
+        if !Home::new(home).is_initialized() {
             bail!(
                 "no caucus home at {} (run `caucus init --name NAME` first, or pass --home)",
-                home.dir().display()
+                home.display()
             );
         }
-        let lock = home.try_lock()?;
         let pass = passphrase(false)?;
-        let node = Node::open(home.dir(), pass.as_bytes())?;
+        let session = Session::open(home, pass.as_bytes())?;
         Ok(Ctx {
-            home,
-            node,
-            lock,
+            session,
             json,
             pass,
         })
     }
 
+    /// The node.
+    pub(super) fn node(&self) -> &Node {
+        self.session.node()
+    }
+
     pub(super) fn running(&self) -> bool {
-        self.lock.is_none()
+        self.session.running()
     }
 
     pub(super) fn group(&self, g: &GroupArg) -> Result<GroupId> {
-        Ok(self.node.select_group(g.group.as_deref())?)
+        Ok(self.node().select_group(g.group.as_deref())?)
     }
 
     /// Writes through the running node if there is one, else directly.
@@ -89,14 +88,7 @@ impl Ctx {
         group: &GroupId,
         op: Operation,
     ) -> Result<caucus_proto::EntryId> {
-        if self.running() {
-            match Client::call(&self.home.socket(), &Request::Write { group: *group, op }).await? {
-                Reply::Written { ids } => ids.first().copied().context("no id in the reply"),
-                other => bail!("unexpected reply from the running node: {other:?}"),
-            }
-        } else {
-            Ok(self.node.write(group, op)?)
-        }
+        Ok(self.session.write(group, op).await?)
     }
 
     /// Many operations in one transaction (an import), through the running node if any.
@@ -106,22 +98,13 @@ impl Ctx {
         ops: Vec<Operation>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<()> {
-        if self.running() {
-            Client::call(
-                &self.home.socket(),
-                &Request::WriteMany { group: *group, ops },
-            )
-            .await?;
-        } else {
-            self.node.write_many(group, ops, progress)?;
-        }
-        Ok(())
+        Ok(self.session.write_many(group, ops, progress).await?)
     }
 
     /// Opens the home again (after the running node let go of it, or to hand the node
     /// to the network), with the passphrase already given.
     pub(super) fn reopen(&self) -> Result<Node> {
-        Ok(Node::open(self.home.dir(), self.pass.as_bytes())?)
+        Ok(Node::open(self.session.home().dir(), self.pass.as_bytes())?)
     }
 }
 
@@ -297,12 +280,5 @@ pub(super) fn unreachable_command() -> Result<()> {
 }
 
 pub(super) async fn rotate(ctx: &mut Ctx, g: &GroupId) -> Result<u64> {
-    if ctx.running() {
-        match Client::call(&ctx.home.socket(), &Request::Rotate { group: *g }).await? {
-            Reply::Rotated { epoch } => Ok(epoch),
-            other => bail!("unexpected reply: {other:?}"),
-        }
-    } else {
-        Ok(ctx.node.rotate_epoch(g)?)
-    }
+    Ok(ctx.session.rotate(g).await?)
 }

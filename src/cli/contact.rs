@@ -34,7 +34,7 @@ pub(super) async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
             group,
         } => {
             let g = ctx.group(&group)?;
-            let cid = ctx.node.find_contact(&g, &id)?;
+            let cid = ctx.node().find_contact(&g, &id)?;
             let fs = fields(&f)?;
             if fs.is_empty() {
                 bail!("nothing to change: give at least one field (--name, --dept, --rating …)");
@@ -56,7 +56,7 @@ pub(super) async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
         } => {
             let g = ctx.group(&group)?;
             let r = rating(r)?;
-            let cid = ctx.node.find_contact(&g, &id)?;
+            let cid = ctx.node().find_contact(&g, &id)?;
             ctx.write(
                 &g,
                 Operation::ContactSet {
@@ -74,7 +74,7 @@ pub(super) async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
             group,
         } => {
             let g = ctx.group(&group)?;
-            let cid = ctx.node.find_contact(&g, &id)?;
+            let cid = ctx.node().find_contact(&g, &id)?;
             ctx.write(
                 &g,
                 Operation::ContactSet {
@@ -93,7 +93,7 @@ pub(super) async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
         } => {
             let g = ctx.group(&group)?;
             let date = date.as_deref().map(parse_day).transpose()?;
-            let cid = ctx.node.find_contact(&g, &id)?;
+            let cid = ctx.node().find_contact(&g, &id)?;
             if text.trim().is_empty() {
                 bail!("the note is empty");
             }
@@ -118,9 +118,9 @@ pub(super) async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
         }
         ContactCmd::Show { id, group } => {
             let g = ctx.group(&group)?;
-            let cid = ctx.node.find_contact(&g, &id)?;
+            let cid = ctx.node().find_contact(&g, &id)?;
             let d = ctx
-                .node
+                .node()
                 .contact_detail(&g, &cid)?
                 .context("contact not found")?;
             let c = &d.contact;
@@ -184,7 +184,7 @@ pub(super) async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
             if let Some(x) = text {
                 f = f.text(x);
             }
-            let rows = ctx.node.contacts(&g, &f)?;
+            let rows = ctx.node().contacts(&g, &f)?;
             if json {
                 println!(
                     "{}",
@@ -214,7 +214,7 @@ pub(super) async fn contact(ctx: &mut Ctx, c: ContactCmd) -> Result<()> {
         }
         ContactCmd::Remove { id, group } => {
             let g = ctx.group(&group)?;
-            let cid = ctx.node.find_contact(&g, &id)?;
+            let cid = ctx.node().find_contact(&g, &id)?;
             ctx.write(&g, Operation::ContactRemoved { contact: cid })
                 .await?;
             println!("contact {} removed", out::short(&cid.0));
@@ -243,8 +243,8 @@ pub(super) fn map(ctx: &mut Ctx, group: &GroupArg) -> Result<()> {
     let json = ctx.json;
 
     let g = ctx.group(group)?;
-    let map = ctx.node.workplace_map(&g)?;
-    let share = ctx.node.support_share(&g)?;
+    let map = ctx.node().workplace_map(&g)?;
+    let share = ctx.node().support_share(&g)?;
     if json {
         let cells: Vec<_> = map.cells.iter().flat_map(|(d, row)| row.iter().map(move |(s, c)| json!({"department": d, "shift": s, "by_rating": c.by_rating, "unrated": c.unrated}))).collect();
         println!(

@@ -9,8 +9,8 @@ pub(super) async fn device(ctx: &mut Ctx, cmd: DeviceCmd) -> Result<()> {
         DeviceCmd::Link { net } => device_link(ctx, &net).await?,
         DeviceCmd::List { group } => {
             let g = ctx.group(&group)?;
-            let devices = ctx.node.devices(&g)?;
-            let members = ctx.node.members(&g)?;
+            let devices = ctx.node().devices(&g)?;
+            let members = ctx.node().members(&g)?;
             let name = |id: &IdentityKey| {
                 members
                     .iter()
@@ -37,8 +37,8 @@ pub(super) async fn device(ctx: &mut Ctx, cmd: DeviceCmd) -> Result<()> {
         }
         DeviceCmd::Revoke { device, group } => {
             let g = ctx.group(&group)?;
-            let d = ctx.node.find_device(&g, &device)?;
-            let revocation = ctx.node.device_revocation(&g, &d)?;
+            let d = ctx.node().find_device(&g, &device)?;
+            let revocation = ctx.node().device_revocation(&g, &d)?;
             ctx.write(&g, revocation.operation).await?;
             let epoch = rotate(ctx, &g).await?;
             println!(
@@ -57,11 +57,11 @@ pub(super) async fn device(ctx: &mut Ctx, cmd: DeviceCmd) -> Result<()> {
 }
 
 async fn device_link(ctx: &mut Ctx, net: &NetArgs) -> Result<()> {
-    if !ctx.node.holds_identity() {
+    if !ctx.node().holds_identity() {
         bail!("only the device that ran `caucus init` can link new devices");
     }
     if ctx.running() {
-        let mut c = Client::connect(&ctx.home.socket()).await?;
+        let mut c = Client::connect(&ctx.session.home().socket()).await?;
         c.send(&Request::Link).await?;
         match c.reply().await? {
             Reply::LinkCode { code, addresses } => print_link(&code, &addresses, ctx.json),
@@ -77,7 +77,7 @@ async fn device_link(ctx: &mut Ctx, net: &NetArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let lock = ctx.lock.take().context("home is locked")?;
+    let lock = ctx.session.release_lock().context("home is locked")?;
     let node = ctx.reopen()?;
     let running = Running::start(node, NodeConfig::with_net(&net_options(net, false))).await?;
     let mut rx = running.subscribe();

@@ -15,9 +15,9 @@ pub(super) async fn followup(ctx: &mut Ctx, f: FollowupCmd) -> Result<()> {
         } => {
             let g = ctx.group(&group)?;
             let due = parse_day(&due)?;
-            let cid = ctx.node.find_contact(&g, &contact)?;
+            let cid = ctx.node().find_contact(&g, &contact)?;
             let id = FollowupId(random16());
-            let assignee = assignee.unwrap_or_else(|| ctx.node.name().to_owned());
+            let assignee = assignee.unwrap_or_else(|| ctx.node().name().to_owned());
             ctx.write(
                 &g,
                 Operation::FollowupSet {
@@ -37,7 +37,7 @@ pub(super) async fn followup(ctx: &mut Ctx, f: FollowupCmd) -> Result<()> {
         }
         FollowupCmd::Done { id, group } => {
             let g = ctx.group(&group)?;
-            let fid = &ctx.node.find_followup(&g, &id)?;
+            let fid = &ctx.node().find_followup(&g, &id)?;
             ctx.write(
                 &g,
                 Operation::FollowupDone {
@@ -50,7 +50,7 @@ pub(super) async fn followup(ctx: &mut Ctx, f: FollowupCmd) -> Result<()> {
         }
         FollowupCmd::List { days, group } => {
             let g = ctx.group(&group)?;
-            let rows = ctx.node.followups_due(&g, days)?;
+            let rows = ctx.node().followups_due(&g, days)?;
             if json {
                 let v: Vec<_> = rows.iter().map(|r| json!({"followup": hex::encode(r.followup.id.0), "contact": hex::encode(r.followup.contact.0), "contact_name": r.contact_name, "due": out::day(r.followup.due), "assignee": r.followup.assignee, "task": r.followup.task, "overdue": r.overdue})).collect();
                 println!("{}", serde_json::Value::Array(v));

@@ -11,7 +11,7 @@ pub(super) async fn group(ctx: &mut Ctx, cmd: GroupCmd) -> Result<()> {
             if ctx.running() {
                 bail!("stop `caucus run` first: founding a group sets up keys on this device");
             }
-            let g = ctx.node.create_group(&name)?;
+            let g = ctx.session.node_mut().create_group(&name)?;
             if json {
                 println!("{}", json!({"group": hex::encode(g.0), "name": name}));
             } else {
@@ -22,7 +22,7 @@ pub(super) async fn group(ctx: &mut Ctx, cmd: GroupCmd) -> Result<()> {
             }
         }
         GroupCmd::List => {
-            let groups = ctx.node.groups()?;
+            let groups = ctx.node().groups()?;
             if json {
                 let v: Vec<_> = groups.iter().map(|g| json!({"group": hex::encode(g.id.0), "name": g.name, "members": g.members, "entries": g.entries, "epoch": g.epoch, "role": g.role.map(role_name)})).collect();
                 println!("{}", serde_json::Value::Array(v));
@@ -67,7 +67,7 @@ pub(super) async fn group(ctx: &mut Ctx, cmd: GroupCmd) -> Result<()> {
         }
         GroupCmd::RelayGrant { group } => {
             let g = ctx.group(&group)?;
-            let grant = ctx.node.relay_grant(&g)?;
+            let grant = ctx.node().relay_grant(&g)?;
             let text = grant.to_text()?;
             if json {
                 println!("{}", json!({"group": hex::encode(g.0), "grant": &*text}));
@@ -92,14 +92,13 @@ pub(super) async fn invite(ctx: &mut Ctx, cmd: InviteCmd) -> Result<()> {
             mut address,
         } => {
             let g = ctx.group(&group)?;
-            let me = ctx.node.identity();
-            let role = ctx.node.state(&g)?.member(&me).map(|m| m.role);
+            let me = ctx.node().identity();
+            let role = ctx.node().state(&g)?.member(&me).map(|m| m.role);
             if role != Some(Role::Admin) {
                 bail!("only an admin can invite (ask an admin of this group)");
             }
             if address.is_empty()
-                && ctx.running()
-                && let Reply::Status(s) = Client::call(&ctx.home.socket(), &Request::Status).await?
+                && let Some(s) = ctx.session.running_status().await?
             {
                 address = s.addresses;
             }
@@ -108,7 +107,10 @@ pub(super) async fn invite(ctx: &mut Ctx, cmd: InviteCmd) -> Result<()> {
                     .map_err(|_| anyhow!("--address {a} is not a multiaddr"))?;
             }
             let expires = now_ms() + hours * 3_600_000;
-            let ticket = ctx.node.create_invite(&g, address.clone(), expires)?;
+            let ticket = ctx
+                .session
+                .node_mut()
+                .create_invite(&g, address.clone(), expires)?;
             let text = ticket.to_text()?;
             if json {
                 println!(
@@ -131,7 +133,7 @@ pub(super) async fn invite(ctx: &mut Ctx, cmd: InviteCmd) -> Result<()> {
             }
         }
         InviteCmd::Revoke { id } => {
-            let id = ctx.node.revoke_invite(&id)?;
+            let id = ctx.session.node_mut().revoke_invite(&id)?;
             if json {
                 println!("{}", json!({"revoked": hex::encode(id.0)}));
             } else {
@@ -139,7 +141,7 @@ pub(super) async fn invite(ctx: &mut Ctx, cmd: InviteCmd) -> Result<()> {
             }
         }
         InviteCmd::List => {
-            let invites = ctx.node.invites()?;
+            let invites = ctx.node().invites()?;
             if json {
                 let v: Vec<_> = invites.iter().map(|i| json!({"invite": hex::encode(i.id.0), "group": hex::encode(i.group.0), "expires_at_ms": i.expires_at_ms, "revoked": i.revoked})).collect();
                 println!("{}", serde_json::Value::Array(v));
@@ -183,9 +185,10 @@ pub(super) async fn join(
     if !ticket.is_valid_at(now_ms()) {
         bail!("this invite has expired: ask for a new one");
     }
-    ctx.lock.take();
+    ctx.session.release_lock();
     let lock = ctx
-        .home
+        .session
+        .home()
         .try_lock()?
         .context("another process holds this home")?;
     let node = ctx.reopen()?;

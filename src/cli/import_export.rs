@@ -25,7 +25,7 @@ pub(super) async fn import(
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_message("reading");
-    let import = ctx.node.prepare_import(
+    let import = ctx.node().prepare_import(
         &g,
         &mut cf,
         nf.as_mut().map(|f| f as &mut dyn std::io::Read),
@@ -60,7 +60,7 @@ pub(super) fn export(ctx: &mut Ctx, contacts: &Path, notes: &Path, group: &Group
     let json = ctx.json;
 
     let g = ctx.group(group)?;
-    let export = ctx.node.export_spreadsheets(&g)?;
+    let export = ctx.node().export_spreadsheets(&g)?;
     write_new(contacts, &export.contacts_csv)?;
     write_new(notes, &export.notes_csv)?;
     if json {

@@ -8,7 +8,7 @@ pub(super) async fn member(ctx: &mut Ctx, cmd: MemberCmd) -> Result<()> {
     match cmd {
         MemberCmd::List { group } => {
             let g = ctx.group(&group)?;
-            let members = ctx.node.members(&g)?;
+            let members = ctx.node().members(&g)?;
             if json {
                 let v: Vec<_> = members.iter().map(|m| json!({"member": hex::encode(m.identity.0), "name": m.name, "role": role_name(m.role), "current": m.current})).collect();
                 println!("{}", serde_json::Value::Array(v));
@@ -29,8 +29,8 @@ pub(super) async fn member(ctx: &mut Ctx, cmd: MemberCmd) -> Result<()> {
         }
         MemberCmd::Remove { member, group } => {
             let g = ctx.group(&group)?;
-            let m = ctx.node.find_member(&g, &member)?;
-            let removal = ctx.node.member_removal(&g, &m)?;
+            let m = ctx.node().find_member(&g, &member)?;
+            let removal = ctx.node().member_removal(&g, &m)?;
             ctx.write(&g, removal).await?;
             let epoch = rotate(ctx, &g).await?;
             if json {
@@ -47,13 +47,13 @@ pub(super) async fn member(ctx: &mut Ctx, cmd: MemberCmd) -> Result<()> {
             group,
         } => {
             let g = ctx.group(&group)?;
-            let m = ctx.node.find_member(&g, &member)?;
+            let m = ctx.node().find_member(&g, &member)?;
             let role = match role.to_lowercase().as_str() {
                 "admin" => Role::Admin,
                 "organizer" => Role::Organizer,
                 _ => bail!("role must be admin or organizer"),
             };
-            let change = ctx.node.role_change(&g, &m, role)?;
+            let change = ctx.node().role_change(&g, &m, role)?;
             ctx.write(&g, change).await?;
             println!("{member} is now {}", role_name(role));
         }

@@ -23,7 +23,9 @@ use caucus_crypto::link::PairingCode;
 use caucus_model::{ContactFilter, RatingFilter};
 use caucus_node::control::{Client, Reply, Request};
 use caucus_node::relay::{RelayEvent, RelayNode, RelayOptions};
-use caucus_node::{Home, Multiaddr, NetOptions, Node, NodeConfig, NodeEvent, Running, now_ms};
+use caucus_node::{
+    Home, Multiaddr, NetOptions, Node, NodeConfig, NodeEvent, Running, Session, now_ms,
+};
 use caucus_proto::{
     ContactField, ContactId, Day, FollowupId, GroupId, IdentityKey, Note, NoticeContent, NoticeId,
     Operation, Rating, Role,

@@ -38,18 +38,12 @@ pub(super) async fn notice(ctx: &mut Ctx, n: NoticeCmd) -> Result<()> {
             .await?;
             // With the node running, acknowledgements come back within moments: watch
             // the store for up to three seconds.
-            let mut delivered = ctx.node.state(&g)?.current_members().count();
+            let mut delivered = ctx.node().state(&g)?.current_members().count();
             let mut acked = 1;
             if ctx.running() && urgent {
                 let deadline = Instant::now() + Duration::from_secs(3);
                 loop {
-                    let asked = Request::Delivery {
-                        group: g,
-                        notice: id,
-                    };
-                    if let Reply::Delivery { acked: a, total } =
-                        Client::call(&ctx.home.socket(), &asked).await?
-                    {
+                    if let Some((a, total)) = ctx.session.delivery(&g, &id).await? {
                         acked = a as usize;
                         delivered = total as usize;
                         if a >= total {
@@ -83,7 +77,7 @@ pub(super) async fn notice(ctx: &mut Ctx, n: NoticeCmd) -> Result<()> {
         }
         NoticeCmd::List { group } => {
             let g = ctx.group(&group)?;
-            let rows = ctx.node.current_notices(&g)?;
+            let rows = ctx.node().current_notices(&g)?;
             if json {
                 let v: Vec<_> = rows.iter().map(|r| json!({"notice": hex::encode(r.notice.id.0), "title": r.notice.title, "starts_at_ms": r.notice.starts_at_ms, "place": r.notice.place, "urgent": r.notice.urgent, "acked": r.delivery.acked, "members": r.delivery.total})).collect();
                 println!("{}", serde_json::Value::Array(v));
@@ -106,8 +100,8 @@ pub(super) async fn notice(ctx: &mut Ctx, n: NoticeCmd) -> Result<()> {
         }
         NoticeCmd::Show { id, group } => {
             let g = ctx.group(&group)?;
-            let nid = ctx.node.find_notice(&g, &id)?;
-            let state = ctx.node.state(&g)?;
+            let nid = ctx.node().find_notice(&g, &id)?;
+            let state = ctx.node().state(&g)?;
             let n = state.notice(&nid).context("notice not found")?;
             let d = state
                 .delivered(&nid)
@@ -133,14 +127,14 @@ pub(super) async fn notice(ctx: &mut Ctx, n: NoticeCmd) -> Result<()> {
         }
         NoticeCmd::Ack { id, group } => {
             let g = ctx.group(&group)?;
-            let nid = ctx.node.find_notice(&g, &id)?;
+            let nid = ctx.node().find_notice(&g, &id)?;
             ctx.write(&g, Operation::NoticeAcked { notice: nid })
                 .await?;
             println!("notice {} acknowledged", out::short(&nid.0));
         }
         NoticeCmd::Cancel { id, group } => {
             let g = ctx.group(&group)?;
-            let nid = ctx.node.find_notice(&g, &id)?;
+            let nid = ctx.node().find_notice(&g, &id)?;
             ctx.write(&g, Operation::NoticeCancelled { notice: nid })
                 .await?;
             println!("notice {} cancelled", out::short(&nid.0));

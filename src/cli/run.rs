@@ -5,9 +5,7 @@ use super::*;
 /// `caucus run`: takes the node `Ctx::open` unlocked and folded (opening it a second
 /// time would pay the passphrase's key derivation and the fold twice).
 pub(super) async fn run(ctx: Ctx, net: &NetArgs) -> Result<()> {
-    let Ctx {
-        home, node, lock, ..
-    } = ctx;
+    let (home, node, lock) = ctx.session.into_parts();
     let Some(lock) = lock else {
         bail!("another `caucus run` already holds this home");
     };
@@ -62,19 +60,12 @@ pub(super) async fn run(ctx: Ctx, net: &NetArgs) -> Result<()> {
 
 /// `caucus status`: the running node's view if one runs, else the home's.
 pub(super) async fn status(ctx: &mut Ctx) -> Result<()> {
-    let groups = ctx.node.groups()?;
-    let running = if ctx.running() {
-        match Client::call(&ctx.home.socket(), &Request::Status).await? {
-            Reply::Status(s) => Some(s),
-            _ => None,
-        }
-    } else {
-        None
-    };
+    let groups = ctx.node().groups()?;
+    let running = ctx.session.running_status().await?;
     // The running node's counts; with none running, what opening the home just refused.
     let refused: Vec<(String, u64)> = match &running {
         Some(s) => s.refused.clone(),
-        None => (ctx.node.refused_counts().iter())
+        None => (ctx.node().refused_counts().iter())
             .map(|(reason, count)| ((*reason).to_owned(), *count))
             .collect(),
     };
@@ -139,7 +130,7 @@ pub(super) async fn status(ctx: &mut Ctx) -> Result<()> {
                 last.map_or("never (this run)".into(), out::time)
             );
             // Equivocation: shown to the group's admins, who may remove the member.
-            for e in ctx.node.equivocations(&g.id)? {
+            for e in ctx.node().equivocations(&g.id)? {
                 println!(
                     "  warning: a device of {} ({}) wrote two different entries at place {} of its chain; its entries from there on are refused",
                     e.who,

@@ -25,6 +25,7 @@ pub mod netopts;
 pub mod relay;
 pub mod requests;
 mod running;
+mod session;
 pub mod views;
 
 pub use crate::core::{
@@ -36,6 +37,7 @@ pub use running::{
     ENTRY_EVENTS_AT_MOST, LINK_WINDOW, NODE_EVENT_QUEUE, NodeConfig, NodeEvent, Running,
     SyncStatus, link_new_device,
 };
+pub use session::Session;
 
 use std::path::{Path, PathBuf};
 
