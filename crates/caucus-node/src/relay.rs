@@ -699,6 +699,17 @@ impl RelayNode {
         Ok(group)
     }
 
+    /// Stops serving a group: revokes its grant here and leaves its topic. Its
+    /// envelopes stay until the operator deletes them. Whether it was served.
+    pub async fn revoke(&self, group: &GroupId) -> Result<bool, NodeError> {
+        let had = self.relay.revoke(group)?;
+        self.net
+            .leave(*group)
+            .await
+            .map_err(|e| NodeError::Net(e.to_string()))?;
+        Ok(had)
+    }
+
     /// Waits (at most `timeout`) for the first listen address, ending in `/p2p/<peer id>`.
     pub async fn wait_listening(
         &self,

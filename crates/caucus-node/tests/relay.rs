@@ -7,35 +7,29 @@
 use caucus_crypto::at_rest::KdfParams;
 use caucus_crypto::{DeviceKeys, EpochKeys, EpochSecret, seal};
 use caucus_net::{Config, GroupKeys, MemoryBackend, Multiaddr, NetEvent, Network, RelayLimits};
-use caucus_node::relay::{Quota, Relay};
+use caucus_node::relay::{Quota, Relay, RelayNode, RelayOptions};
 use caucus_node::{Node, NodeConfig, NodeEvent, Running};
 use caucus_proto::{ContactField, ContactId, GroupId, Hlc, Operation};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn relay(dir: &Path, limits: RelayLimits) -> (Arc<Relay>, Network, Multiaddr) {
-    let relay = Arc::new(Relay::open(dir, Quota::default()).unwrap());
-    let config = Config {
-        relay_server: Some(limits),
-        max_connections: 1024,
-        ..Config::loopback()
-    };
-    let (net, mut events) = Network::spawn(config, relay.clone()).unwrap();
-    let addr = loop {
-        match tokio::time::timeout(WAIT, events.recv()).await.unwrap() {
-            Some(NetEvent::Listening { address }) => break address,
-            Some(_) => {}
-            None => panic!("relay stopped"),
-        }
-    };
-    tokio::spawn(async move { while events.recv().await.is_some() {} });
-    // A relay hands out its external addresses in reservations.
-    net.add_external_address(addr.clone()).await.unwrap();
-    let addr = addr.with_p2p(net.local_peer_id()).unwrap();
-    (relay, net, addr)
+async fn relay(dir: &Path, limits: RelayLimits) -> (RelayNode, Multiaddr) {
+    let (relay, mut events) = RelayNode::start(
+        Relay::open(dir, Quota::default()).unwrap(),
+        RelayOptions {
+            limits,
+            max_peers: Some(1024),
+            // A relay hands out its external addresses in reservations.
+            announce_listen_addresses: true,
+            ..RelayOptions::loopback()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = relay.wait_listening(&mut events, WAIT).await.unwrap();
+    (relay, addr)
 }
 
 async fn member(home: &Path, name: &str, relay: &Multiaddr, kdf: KdfParams) -> Running {
@@ -84,27 +78,27 @@ fn held(relay: &Relay, g: &GroupId) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_serves_its_group_only_and_a_revoked_grant_stops() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay, relay_net, addr) = relay(&dir.path().join("relay"), RelayLimits::default()).await;
+    let (relay, addr) = relay(&dir.path().join("relay"), RelayLimits::default()).await;
     let a = member(&dir.path().join("a"), "Dana", &addr, kdf()).await;
     let b = member(&dir.path().join("b"), "Bo", &addr, kdf()).await;
     let ga = a.create_group("A").await.unwrap();
     let gb = b.create_group("B").await.unwrap();
     let grant = a.with_node(|n| n.relay_grant(&ga)).unwrap();
     // Allowed first, then joined: the relay's first sync needs the grant's proof.
-    let topic = grant.topic.clone();
-    relay.allow(grant).unwrap();
-    relay_net.join(ga, topic).await.unwrap();
+    relay.allow(grant).await.unwrap();
     a.write(&ga, contact(1)).await.unwrap();
     b.write(&gb, contact(2)).await.unwrap();
     let want = a.with_node(|n| n.store().entry_count(&ga)).unwrap();
-    until("the relay to hold group A", || held(&relay, &ga) == want).await;
+    until("the relay to hold group A", || {
+        held(relay.relay(), &ga) == want
+    })
+    .await;
     // Group B's member is connected to the relay all along: nothing of B is kept.
     let b_ids = b.with_node(|n| n.store().entry_ids(&gb)).unwrap();
-    assert!(b_ids.iter().all(|id| !relay.holds(&gb, id)));
-    assert_eq!(relay.usage().len(), 1);
+    assert!(b_ids.iter().all(|id| !relay.relay().holds(&gb, id)));
+    assert_eq!(relay.relay().usage().len(), 1);
     // Revoked: A's new entries are no longer taken.
-    assert!(relay.revoke(&ga).unwrap());
-    relay_net.leave(ga).await.unwrap();
+    assert!(relay.revoke(&ga).await.unwrap());
     let after = a.write(&ga, contact(3)).await.unwrap();
     // Give the relay the chance to misbehave: wait for one more sync round from A.
     let mut rx = a.subscribe();
@@ -117,7 +111,7 @@ async fn a_grant_serves_its_group_only_and_a_revoked_grant_stops() {
             break;
         }
     }
-    assert!(!relay.holds(&ga, &after));
+    assert!(!relay.relay().holds(&ga, &after));
     // And it stays revoked across a restart of the relay.
     drop(relay);
     let reopened = Relay::open(&dir.path().join("relay"), Quota::default()).unwrap();
@@ -129,15 +123,17 @@ async fn a_grant_serves_its_group_only_and_a_revoked_grant_stops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_member_stores_nothing_on_the_relay() {
     let dir = tempfile::tempdir().unwrap();
-    let (relay, relay_net, addr) = relay(&dir.path().join("relay"), RelayLimits::default()).await;
+    let (relay, addr) = relay(&dir.path().join("relay"), RelayLimits::default()).await;
     let a = member(&dir.path().join("a"), "Dana", &addr, kdf()).await;
     let g = a.create_group("A").await.unwrap();
     let grant = a.with_node(|n| n.relay_grant(&g)).unwrap();
     let topic = grant.topic.clone();
-    relay.allow(grant).unwrap();
-    relay_net.join(g, topic.clone()).await.unwrap();
+    relay.allow(grant).await.unwrap();
     let want = a.with_node(|n| n.store().entry_count(&g)).unwrap();
-    until("the relay to hold the group", || held(&relay, &g) == want).await;
+    until("the relay to hold the group", || {
+        held(relay.relay(), &g) == want
+    })
+    .await;
 
     // An outsider who knows the group id and even the topic, but no epoch secret.
     let mut rng = rand::rng();
@@ -193,16 +189,16 @@ async fn a_non_member_stores_nothing_on_the_relay() {
     while !dropped {
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Some(NetEvent::PeerDisconnected { peer })) => {
-                dropped = peer == relay_net.local_peer_id();
+                dropped = peer == relay.peer_id();
             }
             Ok(Some(_)) => {}
             _ => break,
         }
     }
     assert!(dropped, "the relay kept the outsider connected");
-    assert!(forged.iter().all(|id| !relay.holds(&g, id)));
+    assert!(forged.iter().all(|id| !relay.relay().holds(&g, id)));
     assert_eq!(
-        held(&relay, &g),
+        held(relay.relay(), &g),
         want,
         "the relay stored an outsider's entry"
     );
@@ -245,15 +241,13 @@ async fn two_hundred_peers_reserve_and_sync_through_one_relay() {
         max_circuits: 512,
         ..RelayLimits::default()
     };
-    let (relay, relay_net, addr) = relay(&dir.path().join("relay"), limits).await;
+    let (relay, addr) = relay(&dir.path().join("relay"), limits).await;
     let fast = KdfParams::insecure_for_tests();
     let founder_home = dir.path().join("founder");
     let founder = member(&founder_home, "Dana", &addr, fast).await;
     let g = founder.create_group("A").await.unwrap();
     let grant = founder.with_node(|n| n.relay_grant(&g)).unwrap();
-    let topic = grant.topic.clone();
-    relay.allow(grant).unwrap();
-    relay_net.join(g, topic).await.unwrap();
+    relay.allow(grant).await.unwrap();
     founder.shutdown().await.unwrap();
     for i in 0..PEERS {
         copy_dir(&founder_home, &dir.path().join(format!("p{i}")));
@@ -265,7 +259,7 @@ async fn two_hundred_peers_reserve_and_sync_through_one_relay() {
     }
     let want = founder.with_node(|n| n.store().entry_count(&g)).unwrap();
     until("the relay to hold the newest entries", || {
-        held(&relay, &g) == want
+        held(relay.relay(), &g) == want
     })
     .await;
     let target = founder.with_node(|n| n.state(&g).unwrap().state_hash());
@@ -282,7 +276,7 @@ async fn two_hundred_peers_reserve_and_sync_through_one_relay() {
     }
     // Reserve over the connection each peer has opened to the relay (a second dial from
     // the same port to the same relay would collide with the first).
-    let relay_id = relay_net.local_peer_id();
+    let relay_id = relay.peer_id();
     for (i, r) in peers.iter().enumerate() {
         let deadline = Instant::now() + WAIT;
         while !r.connected_peers().await.unwrap().contains(&relay_id) {
@@ -325,5 +319,5 @@ async fn two_hundred_peers_reserve_and_sync_through_one_relay() {
     for p in peers {
         p.shutdown().await.unwrap();
     }
-    let _ = relay_net.shutdown().await;
+    relay.shutdown().await.unwrap();
 }

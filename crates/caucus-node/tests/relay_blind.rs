@@ -10,8 +10,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use caucus_crypto::at_rest::KdfParams;
-use caucus_net::{Config, Multiaddr, NetEvent, Network, RelayLimits};
-use caucus_node::relay::{Quota, Relay};
+use caucus_net::{Config, Multiaddr};
+use caucus_node::relay::{Quota, Relay, RelayNode, RelayOptions};
 use caucus_node::{Node, NodeConfig, Running};
 use caucus_proto::{
     ContactField, ContactId, Day, FollowupId, GroupId, Note, NoticeContent, NoticeId, Operation,
@@ -183,36 +183,28 @@ async fn the_relay_never_sees_a_marker_on_the_wire_on_disk_or_in_its_log() {
         .with_writer(Mutex::new(log))
         .init();
 
-    let relay = Arc::new(Relay::open(&relay_home, Quota::default()).unwrap());
-    let config = Config {
-        relay_server: Some(RelayLimits::default()),
-        ..Config::loopback()
-    };
-    let (relay_net, mut events) = Network::spawn(config, relay.clone()).unwrap();
-    let port = loop {
-        match tokio::time::timeout(WAIT, events.recv()).await.unwrap() {
-            Some(NetEvent::Listening { address }) => {
-                break address
-                    .iter()
-                    .find_map(|p| match p {
-                        libp2p::multiaddr::Protocol::Tcp(p) => Some(p),
-                        _ => None,
-                    })
-                    .unwrap();
-            }
-            Some(_) => {}
-            None => panic!("relay stopped"),
-        }
-    };
-    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let (relay, mut events) = RelayNode::start(
+        Relay::open(&relay_home, Quota::default()).unwrap(),
+        RelayOptions::loopback(),
+    )
+    .await
+    .unwrap();
+    let port = relay
+        .wait_listening(&mut events, WAIT)
+        .await
+        .unwrap()
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(p) => Some(p),
+            _ => None,
+        })
+        .unwrap();
+    drop(events);
     let capture = Capture::default();
     let front = proxy(port, capture.clone()).await;
-    let relay_addr: Multiaddr = format!(
-        "/ip4/127.0.0.1/tcp/{front}/p2p/{}",
-        relay_net.local_peer_id()
-    )
-    .parse()
-    .unwrap();
+    let relay_addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{front}/p2p/{}", relay.peer_id())
+        .parse()
+        .unwrap();
 
     // Dana founds the group, gives the relay a grant, and invites Maria.
     let dana = start(
@@ -222,9 +214,7 @@ async fn the_relay_never_sees_a_marker_on_the_wire_on_disk_or_in_its_log() {
     .await;
     let g = dana.create_group("committee").await.unwrap();
     let grant = dana.with_node(|n| n.relay_grant(&g)).unwrap();
-    let topic = grant.topic.clone();
-    relay.allow(grant).unwrap();
-    relay_net.join(g, topic).await.unwrap();
+    relay.allow(grant).await.unwrap();
     let dana_addrs: Vec<String> = dana
         .listen_addrs()
         .await
@@ -254,7 +244,7 @@ async fn the_relay_never_sees_a_marker_on_the_wire_on_disk_or_in_its_log() {
     }
     until("the relay to hold all of Dana's entries", || {
         let ids = dana.with_node(|n| n.store().entry_ids(&g)).unwrap();
-        ids.len() > 6 && ids.iter().all(|id| relay.holds(&g, id))
+        ids.len() > 6 && ids.iter().all(|id| relay.relay().holds(&g, id))
     })
     .await;
     let dana_ids = dana.with_node(|n| n.store().entry_ids(&g)).unwrap();
@@ -275,7 +265,8 @@ async fn the_relay_never_sees_a_marker_on_the_wire_on_disk_or_in_its_log() {
         "the marked note did not reach Maria"
     );
     maria.shutdown().await.unwrap();
-    let _ = relay_net.shutdown().await;
+    // Stopping the relay flushes its store to the database file.
+    relay.shutdown().await.unwrap();
 
     // The relay's traffic, both ways.
     let wire = capture.bytes();
@@ -291,7 +282,6 @@ async fn the_relay_never_sees_a_marker_on_the_wire_on_disk_or_in_its_log() {
     );
 
     // The relay's store opened with its own key: envelopes and grants only.
-    relay.checkpoint().unwrap();
     let key: [u8; 32] = std::fs::read(relay_home.join("relay.key"))
         .unwrap()
         .try_into()
@@ -316,7 +306,6 @@ async fn the_relay_never_sees_a_marker_on_the_wire_on_disk_or_in_its_log() {
         );
     }
     drop(store);
-    drop(relay);
 
     // Every file under the relay's home: database, WAL, key, log.
     let (files, hits) = scan(&relay_home, MARKER.as_bytes());
