@@ -102,3 +102,37 @@ pub async fn link_device(
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn options_become_the_networks_settings() {
+        let default = NetOptions::default().to_config();
+        assert_eq!(default.listen, caucus_net::Config::default().listen);
+        assert!(default.mdns && default.bootstrap.is_empty());
+
+        let peer: Multiaddr = "/ip4/10.0.0.2/tcp/4001".parse().unwrap();
+        let quiet = NetOptions {
+            peers: vec![peer.clone()],
+            no_mdns: true,
+            ..NetOptions::default()
+        }
+        .any_port()
+        .to_config();
+        assert_eq!(quiet.listen, vec!["/ip4/0.0.0.0/tcp/0".parse().unwrap()]);
+        assert_eq!(quiet.bootstrap, vec![peer.clone()]);
+        assert!(!quiet.mdns);
+
+        let local = NetOptions {
+            resync_interval: Some(Duration::from_secs(2)),
+            ..NetOptions::loopback(std::slice::from_ref(&peer))
+        }
+        .to_config();
+        assert_eq!(local.listen, caucus_net::Config::loopback().listen);
+        assert_eq!(local.resync_interval, Duration::from_secs(2));
+        assert!(!local.mdns);
+    }
+}

@@ -194,3 +194,57 @@ impl Node {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use caucus_crypto::at_rest::KdfParams;
+    use caucus_proto::ContactField;
+
+    #[test]
+    fn prefixes_and_names_resolve_or_are_refused_in_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let kdf = KdfParams::insecure_for_tests();
+        let mut node = Node::init(&dir.path().join("h"), b"pass", "Dana", "laptop", kdf).unwrap();
+        let g = node.create_group("committee").unwrap();
+        let id = ContactId([0xab; 16]);
+        node.write(
+            &g,
+            Operation::ContactSet {
+                contact: id,
+                fields: vec![ContactField::Name("Ana".into())],
+            },
+        )
+        .unwrap();
+        assert_eq!(node.find_contact(&g, "ABAB").unwrap(), id);
+        let e = node.find_contact(&g, "cd").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "no contact with id cd: it matches 0 (see `caucus contact list`)"
+        );
+        let me = hex::encode(&node.identity().0[..3]);
+        assert_eq!(node.find_member(&g, &me).unwrap(), node.identity());
+        assert!(node.find_member(&g, "luis").is_err());
+        assert!(node.is_current_admin(&g).unwrap());
+        assert!(node.equivocations(&g).unwrap().is_empty());
+        let me = node.identity();
+        assert!(matches!(
+            node.member_removal(&g, &me).unwrap(),
+            Operation::MemberRemoved { member, .. } if member == me
+        ));
+
+        let export = node.export_spreadsheets(&g).unwrap();
+        assert_eq!((export.contacts, export.notes), (1, 0));
+        let mut sheet = "name,phone\nBen,+1 555 0100\nKim,+1 555 0101\n".as_bytes();
+        let import = node
+            .prepare_import(&g, &mut sheet, None, &mut |_, _| {})
+            .unwrap();
+        assert_eq!((import.contacts, import.notes), (2, 0));
+        assert_eq!(
+            import.operations.len(),
+            1,
+            "two rows travel in one packed entry"
+        );
+    }
+}
