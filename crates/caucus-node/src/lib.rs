@@ -19,6 +19,7 @@ mod core;
 mod home;
 pub mod relay;
 mod running;
+mod verify;
 
 pub use crate::core::{
     GroupInfo, InviteInfo, MAX_CLOCK_AHEAD_MS, Node, OpenedSummary, Received, Revoked, now_ms,
@@ -28,6 +29,7 @@ pub use running::{
     ENTRY_EVENTS_AT_MOST, LINK_WINDOW, NODE_EVENT_QUEUE, NodeConfig, NodeEvent, Running,
     SyncStatus, link_new_device,
 };
+pub use verify::Reverified;
 
 use std::path::{Path, PathBuf};
 
