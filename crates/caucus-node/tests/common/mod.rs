@@ -80,7 +80,7 @@ pub(crate) async fn until(what: &str, mut f: impl FnMut() -> bool) {
 
 /// The events of several running nodes, merged: a wake-up for each.
 pub(crate) struct Watch {
-    woken: mpsc::UnboundedReceiver<()>,
+    woken: mpsc::Receiver<()>,
     forwarders: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -88,22 +88,19 @@ impl Watch {
     /// Subscribes to every node in `nodes` (before the action whose effect is awaited,
     /// or at least before the condition is first checked: nothing is missed either way).
     pub(crate) fn new(nodes: &[&Running]) -> Watch {
-        let (tx, woken) = mpsc::unbounded_channel();
+        // One pending wake-up is as good as many: a full channel drops the rest.
+        let (tx, woken) = mpsc::channel(16);
         let forwarders = nodes
             .iter()
             .map(|r| {
                 let mut rx = r.subscribe();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    loop {
-                        match rx.recv().await {
-                            // A lagging subscriber lost events: a wake-up all the same.
-                            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                                if tx.send(()).is_err() {
-                                    break;
-                                }
-                            }
-                            Err(broadcast::error::RecvError::Closed) => break,
+                    // A lagging subscriber lost events: a wake-up all the same.
+                    while let Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) = rx.recv().await
+                    {
+                        if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
+                            break;
                         }
                     }
                 })
