@@ -25,11 +25,11 @@ use caucus::model::{Outcome, Reason};
 use caucus::net::Multiaddr;
 use caucus::node::{Node, NodeError, Running, link_new_device, now_ms};
 use caucus::proto::{
-    ContactField, ContactId, EntryId, GroupId, IdentityKey, Note, NoticeContent, NoticeId,
-    Operation, Rating,
+    ContactField, ContactId, EntryId, GroupId, IdentityKey, NoticeContent, NoticeId, Operation,
+    Rating,
 };
 use caucus::store::ContactRow;
-use common::{PASS, WAIT, Watch, converge, kdf, offline, online, scan, start};
+use common::{PASS, WAIT, Watch, converge, kdf, note, offline, online, scan, set, start};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use tempfile::TempDir;
@@ -70,21 +70,6 @@ struct Campaign {
 
 fn random_contact() -> ContactId {
     ContactId(rand::random())
-}
-
-fn note(contact: ContactId, text: &str) -> Operation {
-    Operation::NoteAdded {
-        contact,
-        note: Note {
-            text: text.into(),
-            date: None,
-            by: None,
-        },
-    }
-}
-
-fn set(contact: ContactId, fields: Vec<ContactField>) -> Operation {
-    Operation::ContactSet { contact, fields }
 }
 
 fn rating(n: u8) -> ContactField {

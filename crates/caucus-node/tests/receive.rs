@@ -14,10 +14,9 @@ mod common;
 use caucus_model::{Outcome, Reason};
 use caucus_node::{Node, now_ms};
 use caucus_proto::{
-    ContactField, ContactId, EntryId, Envelope, GroupId, Note, NoticeContent, NoticeId, Operation,
-    Rating,
+    ContactField, ContactId, EntryId, Envelope, GroupId, NoticeContent, NoticeId, Operation, Rating,
 };
-use common::{PASS, copy_home, envelopes, init, join, link, sync};
+use common::{PASS, copy_home, envelopes, init, join, link, note, set, sync};
 use rand::seq::SliceRandom;
 use std::path::{Path, PathBuf};
 
@@ -34,21 +33,6 @@ struct History {
     rogue: EntryId,
     /// Written by Dana after Luis's removal, under epoch 2.
     after: EntryId,
-}
-
-fn note(contact: ContactId, text: &str) -> Operation {
-    Operation::NoteAdded {
-        contact,
-        note: Note {
-            text: text.into(),
-            date: None,
-            by: None,
-        },
-    }
-}
-
-fn set(contact: ContactId, fields: Vec<ContactField>) -> Operation {
-    Operation::ContactSet { contact, fields }
 }
 
 fn rate(n: u8, tag: &str) -> Vec<ContactField> {

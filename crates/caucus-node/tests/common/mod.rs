@@ -15,7 +15,7 @@ use caucus_crypto::at_rest::KdfParams;
 use caucus_crypto::link::LinkNewDevice;
 use caucus_net::Multiaddr;
 use caucus_node::{Node, NodeConfig, NodeEvent, Running, now_ms};
-use caucus_proto::{ContactField, ContactId, GroupId, Operation};
+use caucus_proto::{ContactField, ContactId, GroupId, Note, Operation};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
@@ -206,6 +206,23 @@ pub(crate) fn link(host: &mut Node, dir: &Path, label: &str) -> Node {
     assert_eq!(node.device_key(), cert.device);
     assert_eq!(node.identity(), host.identity());
     node
+}
+
+/// A note on `contact`.
+pub(crate) fn note(contact: ContactId, text: &str) -> Operation {
+    Operation::NoteAdded {
+        contact,
+        note: Note {
+            text: text.into(),
+            date: None,
+            by: None,
+        },
+    }
+}
+
+/// Fields set on `contact`.
+pub(crate) fn set(contact: ContactId, fields: Vec<ContactField>) -> Operation {
+    Operation::ContactSet { contact, fields }
 }
 
 /// A contact named `name`, id `[n; 16]`.
