@@ -1,37 +1,42 @@
-//! The campaign so far, told by the layers that exist today: `cargo run --example campaign_tour`.
+//! The campaign so far, told by real nodes: `cargo run --example campaign_tour`.
 //!
-//! **Offline, in one process.** There is no network yet: three replicas (Dana's laptop,
-//! Dana's phone, Luis's laptop) each have their own encrypted store in a temporary home,
-//! and "sync" runs two real `caucus_sync::Session`s whose frames are handed across as
-//! byte vectors. Handshakes (linking a phone, joining with an invite) run their real
-//! Noise messages the same way. Every received entry is opened and verified by
-//! `caucus-crypto` before the model folds it.
+//! **Three nodes on 127.0.0.1, in one process.** Dana's laptop, Dana's phone and Luis's
+//! laptop are each a `caucus::node` node with its own encrypted home (SQLCipher, keys
+//! wrapped under the passphrase) in a temporary directory and its own libp2p swarm on
+//! loopback. Linking the phone and Luis's join run their Noise handshakes over
+//! `/caucus/handshake/1`; entries travel by gossip and by catch-up sync
+//! (`/caucus/sync/1`); every received entry is opened and verified by `caucus-crypto`
+//! before the store folds it. A partition is two nodes taken off the network, writing
+//! offline, and brought back.
 //!
 //! Each step prints one line with its wall time; any failed check ends the process with
-//! a one-line reason and a non-zero exit status.
+//! a one-line reason and a non-zero exit status. Every wait is on the nodes' events,
+//! bounded by [`STEP_TIMEOUT`]. (`caucus demo` tells a longer story, with an office
+//! relay.)
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
-use anyhow::{Context, Result, ensure};
-use caucus::crypto::delivery::{Recipient, deliver_epoch};
-use caucus::crypto::invite::{History, InviteTicket, Joiner, accept_join};
-use caucus::crypto::link::{LinkHost, LinkNewDevice, PairingCode};
-use caucus::crypto::{DeviceKeys, EpochSecret, IdentityKeypair, Keyring, OpenError};
-use caucus::model::{RatingCounts, WorkplaceMap};
+use anyhow::{Context, Result, bail, ensure};
+use caucus::crypto::at_rest::KdfParams;
+use caucus::crypto::invite::InviteTicket;
+use caucus::model::{Outcome, RatingCounts, Reason, WorkplaceMap};
+use caucus::net::Multiaddr;
+use caucus::node::{Node, NodeConfig, NodeEvent, Running, link_new_device, now_ms};
 use caucus::proto::{
-    ContactField, ContactId, GroupId, Note, NoticeContent, NoticeId, Operation, Rating, Role,
+    ContactField, ContactId, EntryId, GroupId, Note, NoticeContent, NoticeId, Operation, Rating,
 };
-use rand_core::CryptoRng;
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use support::{AtRest, Replica, scan_for, sync, tour_kdf};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc};
 
 /// Planted in a contact name, a note and the notice; must never be found on disk.
 const MARKER: &str = "CANARY-QX7";
 /// One hour in milliseconds.
 const HOUR: u64 = 3_600_000;
+/// The longest any step may wait for the network.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The tour's passphrase (every home's).
+const PASS: &[u8] = b"correct horse battery staple";
 
 /// Contacts logged before the partition: name, department, shift, rating, who logs it
 /// (0 = Dana's laptop, 1 = Dana's phone, 2 = Luis).
@@ -50,8 +55,9 @@ const CONTACTS: [(&str, &str, &str, u8, usize); 12] = [
     ("Nia Brooks", "Outbound", "nights", 3, 2),
 ];
 
-fn main() -> ExitCode {
-    match run() {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("campaign_tour: check failed: {e:#}");
@@ -71,16 +77,33 @@ impl Steps {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// Argon2id at the OWASP minimum (19 MiB, t = 2), so the whole story runs in seconds;
+/// `caucus init` uses the recommended cost.
+fn kdf() -> Result<KdfParams> {
+    Ok(KdfParams::new(19 * 1024, 2, 1)?)
 }
 
-fn random16(rng: &mut impl CryptoRng) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    rng.fill_bytes(&mut b);
-    b
+/// A node on 127.0.0.1 only (no mDNS) that dials `peers`.
+fn loopback(peers: &[Multiaddr]) -> NodeConfig {
+    let mut net = caucus::net::Config::loopback();
+    net.bootstrap = peers.to_vec();
+    net.resync_interval = Duration::from_secs(2);
+    NodeConfig {
+        net,
+        ..NodeConfig::default()
+    }
+}
+
+async fn online(node: Node, peers: &[Multiaddr]) -> Result<(Running, Vec<Multiaddr>)> {
+    let r = Running::start(node, loopback(peers)).await?;
+    let addrs = r.wait_listening(Duration::from_secs(10)).await?;
+    Ok((r, addrs))
+}
+
+/// Takes a node off the network and opens its home again, offline.
+async fn offline(r: Running, home: &Path) -> Result<Node> {
+    r.shutdown().await?;
+    Ok(Node::open(home, PASS)?)
 }
 
 fn contact(name: &str, dept: &str, shift: &str, rating: u8) -> Result<Vec<ContactField>> {
@@ -103,145 +126,210 @@ fn note(contact: ContactId, text: String) -> Operation {
     }
 }
 
-fn all_same(replicas: [&Replica; 3]) -> Result<String> {
-    let h = replicas[0].state_hash();
-    for r in &replicas[1..] {
-        ensure!(
-            r.state_hash() == h,
-            "{} disagrees with {}",
-            r.label,
-            replicas[0].label
-        );
-    }
-    Ok(h[..4].iter().map(|b| format!("{b:02x}")).collect())
+fn state_hash(r: &Running, g: &GroupId) -> Result<[u8; 32]> {
+    Ok(r.with_node(|n| n.state(g).map(|s| s.state_hash()))?)
 }
 
-fn run() -> Result<()> {
-    let mut rng = rand::rng();
-    let rng = &mut rng;
-    let at_rest = AtRest {
-        passphrase: b"correct horse battery staple",
-        params: tour_kdf()?,
-    };
+/// The events of several nodes, merged, and what their catch-up syncs moved.
+struct Watch {
+    /// Every event of the watched nodes (`None`: a wake-up only, as when a node's
+    /// stream lagged and lost some).
+    events: mpsc::Receiver<Option<NodeEvent>>,
+    tx: mpsc::Sender<Option<NodeEvent>>,
+    forwarders: Vec<tokio::task::JoinHandle<()>>,
+    /// Entries stored and bytes on the wire by the sync sessions seen so far.
+    synced: (u64, u64),
+}
+
+impl Watch {
+    /// Subscribes to `nodes` (before the action whose effect is awaited).
+    fn new(nodes: &[&Running]) -> Watch {
+        let (tx, events) = mpsc::channel(4 * caucus::node::NODE_EVENT_QUEUE);
+        let mut watch = Watch {
+            events,
+            tx,
+            forwarders: Vec::new(),
+            synced: (0, 0),
+        };
+        for r in nodes {
+            watch.add(r);
+        }
+        watch
+    }
+
+    /// Subscribes to one more node. Only the first node's sync sessions are counted
+    /// in [`Watch::take_synced`] (each session ends on both sides).
+    fn add(&mut self, r: &Running) {
+        let first = self.forwarders.is_empty();
+        let (mut rx, tx) = (r.subscribe(), self.tx.clone());
+        self.forwarders.push(tokio::spawn(async move {
+            loop {
+                let ev = match rx.recv().await {
+                    Ok(NodeEvent::SyncFinished { .. }) if !first => None,
+                    Ok(ev) => Some(ev),
+                    Err(broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                if tx.send(ev).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+
+    /// Waits until `done` holds, checking it again after every event of any watched
+    /// node (bounded by [`STEP_TIMEOUT`]).
+    async fn until(&mut self, what: &str, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        while !done()? {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(Some(NodeEvent::SyncFinished {
+                    entries_stored,
+                    wire_bytes,
+                    ..
+                }))) => {
+                    self.synced.0 += entries_stored;
+                    self.synced.1 += wire_bytes;
+                }
+                Ok(Some(_)) => {}
+                // `self.tx` keeps the channel open: never closed while watching.
+                Ok(None) => bail!("the nodes stopped while waiting for {what}"),
+                Err(_) => bail!("no {what} within {STEP_TIMEOUT:?}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every node in `nodes` is at one state; its hash, shortened.
+    async fn converge(&mut self, nodes: &[&Running], g: &GroupId) -> Result<String> {
+        self.until("common state", || {
+            let first = state_hash(nodes[0], g)?;
+            for r in &nodes[1..] {
+                if state_hash(r, g)? != first {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+        .await?;
+        Ok(hex::encode(&state_hash(nodes[0], g)?[..4]))
+    }
+
+    /// What the syncs seen since the last call moved: (entries, bytes).
+    fn take_synced(&mut self) -> (u64, u64) {
+        std::mem::take(&mut self.synced)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        for f in &self.forwarders {
+            f.abort();
+        }
+    }
+}
+
+/// Scans every file under `dir` for `marker`: (files, bytes scanned, hits).
+fn scan_for(dir: &Path, marker: &[u8]) -> Result<(usize, u64, usize)> {
+    let (mut files, mut bytes, mut hits) = (0, 0, 0);
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            let (f, b, h) = scan_for(&path, marker)?;
+            files += f;
+            bytes += b;
+            hits += h;
+        } else {
+            let data = std::fs::read(&path)?;
+            files += 1;
+            bytes += data.len() as u64;
+            hits += data.windows(marker.len()).filter(|w| *w == marker).count();
+        }
+    }
+    Ok((files, bytes, hits))
+}
+
+fn notes_held(r: &Running, g: &GroupId, notes: &[EntryId]) -> Result<bool> {
+    Ok(r.with_node(|n| {
+        n.state(g).map(|s| {
+            let held: BTreeSet<EntryId> = s.all_notes().map(|x| x.entry).collect();
+            notes.iter().all(|id| held.contains(id))
+        })
+    })?)
+}
+
+async fn run() -> Result<()> {
     let homes = tempfile::Builder::new().prefix("caucus-tour-").tempdir()?;
-    println!("caucus campaign tour: offline, one process, three devices in temporary homes");
-    println!("(sync = two real sync sessions passing bytes in memory; no network yet)\n");
+    let home = |name: &str| homes.path().join(name);
+    println!(
+        "caucus campaign tour: three real nodes on 127.0.0.1, in this process, each its own encrypted home"
+    );
+    println!(
+        "(entries gossiped and caught up by sync over libp2p; a partition is two nodes taken offline)\n"
+    );
     let mut steps = Steps(Instant::now());
 
     // 1. Dana founds the group.
-    let dana = IdentityKeypair::generate(rng);
-    let laptop_keys = DeviceKeys::generate(dana.public(), rng);
-    let laptop_cert = dana.certify(&laptop_keys.public(), "laptop")?;
-    let group = GroupId(random16(rng));
-    let mut ring = Keyring::new(group);
-    ring.insert(1, EpochSecret::generate(rng))?;
-    let home = homes.path().join("dana-laptop");
-    let mut laptop = Replica::create(
-        "dana-laptop",
-        &home,
-        laptop_keys,
-        ring,
-        dana.public(),
-        &at_rest,
-        rng,
-    )?;
-    laptop.write(Operation::DeviceLinked { cert: laptop_cert }, now_ms(), rng)?;
+    let node = Node::init(&home("dana-laptop"), PASS, "Dana", "laptop", kdf()?)?;
+    let (laptop, laptop_addrs) = online(node, &[]).await?;
     let name = "JFK8 committee";
-    laptop.write(Operation::GroupNamed { name: name.into() }, now_ms(), rng)?;
+    let g = laptop.create_group(name).await?;
     let campaign = Operation::CampaignSet {
         headcount: 8000,
         target_percent: 70,
     };
-    laptop.write(campaign, now_ms(), rng)?;
-    ensure!(
-        laptop.state().group_name() == Some(name),
-        "group name not folded"
-    );
+    laptop.write(&g, campaign).await?;
+    let named = laptop.with_node(|n| n.state(&g).map(|s| s.group_name() == Some(name)))?;
+    ensure!(named, "group name not folded");
     steps.line(format!(
-        "1. Dana founds \"{name}\": identity + laptop, epoch 1 key, campaign 8000 workers / target 70%"
+        "1. Dana founds \"{name}\": identity + laptop, epoch 1 key, campaign 8000 workers / target 70%; listening on {}",
+        laptop_addrs.first().map(ToString::to_string).unwrap_or_default()
     ));
 
     // 2. Dana links her phone with a pairing code.
-    let code = PairingCode::generate(rng);
-    let phone_keys = DeviceKeys::generate_unlinked(rng);
-    let typed = PairingCode::parse(&code.reveal())?;
-    let (waiting, request) = LinkNewDevice::start(&typed, &phone_keys, "phone", rng)?;
-    let host = LinkHost::new(&code, rng)?;
-    let (_issued, grant) = host.respond(&request, &dana, &[&laptop.keyring])?;
-    let linked = waiting.finish(&grant)?;
-    let phone_keys = phone_keys.with_identity(linked.identity);
-    let phone_ring = linked
-        .keyrings
-        .into_iter()
-        .next()
-        .context("no keyring in the grant")?;
-    let home = homes.path().join("dana-phone");
-    let mut phone = Replica::create(
-        "dana-phone",
-        &home,
-        phone_keys,
-        phone_ring,
-        dana.public(),
-        &at_rest,
-        rng,
-    )?;
-    // The laptop records the phone: only an identity's first device introduces itself.
-    laptop.write(Operation::DeviceLinked { cert: linked.cert }, now_ms(), rng)?;
-    let s = sync(&mut laptop, &mut phone)?;
+    let mut watch = Watch::new(&[&laptop]);
+    let (code, linked) = laptop.host_link()?;
+    let phone = link_new_device(
+        &home("dana-phone"),
+        PASS,
+        kdf()?,
+        &code,
+        "phone",
+        &laptop_addrs,
+        caucus::net::Config::loopback(),
+    )
+    .await?;
+    let cert = tokio::time::timeout(STEP_TIMEOUT, linked)
+        .await
+        .context("the link did not complete")??;
     ensure!(
-        laptop.state_hash() == phone.state_hash(),
-        "phone and laptop differ after linking"
+        cert.device == phone.device_key(),
+        "the laptop certified another device"
     );
+    let (phone, _) = online(phone, &laptop_addrs).await?;
+    let h = watch.converge(&[&laptop, &phone], &g).await?;
+    let entries = phone.with_node(|n| n.store().entry_count(&g))?;
     steps.line(format!(
-        "2. Dana's laptop shows pairing code {}; the phone types it, Noise NNpsk0 hands over cert + keyring ({} + {} bytes); the laptop's DeviceLinked for the phone synced ({} bytes)",
-        &*code.reveal(), request.len(), grant.len(), s.bytes
+        "2. Dana's laptop shows pairing code {}; the phone types it, Noise NNpsk0 over /caucus/handshake/1 hands over cert + keyring; the laptop's DeviceLinked for the phone and the history reach the phone ({entries} entries): both at state {h}…",
+        &*code.reveal()
     ));
 
     // 3. Dana invites Luis.
-    let ticket = InviteTicket::create(group, Vec::new(), now_ms() + 48 * HOUR, rng)?;
+    let addrs: Vec<String> = laptop_addrs.iter().map(ToString::to_string).collect();
+    let ticket = laptop.with_node(|n| n.create_invite(&g, addrs, now_ms() + 48 * HOUR))?;
     let text = ticket.to_text()?;
-    let luis = IdentityKeypair::generate(rng);
-    let luis_keys = DeviceKeys::generate(luis.public(), rng);
-    let luis_cert = luis.certify(&luis_keys.public(), "laptop")?;
-    let (joiner, hello) = Joiner::start(
-        &InviteTicket::parse(&text)?,
-        &luis_cert,
-        "Luis",
-        now_ms(),
-        rng,
-    )?;
-    let (accepted, welcome) = accept_join(
-        &hello,
-        &ticket,
-        now_ms(),
-        &BTreeSet::new(),
-        &laptop.keyring,
-        History::Full,
-        rng,
-    )?;
-    let luis_ring = joiner.finish(&welcome)?;
-    for op in accepted.operations(Role::Organizer) {
-        laptop.write(op, now_ms(), rng)?;
-    }
-    let home = homes.path().join("luis-laptop");
-    // The founder is not in the ticket or the welcome: Luis's node is told out of band.
-    let mut luis_laptop = Replica::create(
-        "luis-laptop",
-        &home,
-        luis_keys,
-        luis_ring,
-        dana.public(),
-        &at_rest,
-        rng,
-    )?;
-    let s = sync(&mut laptop, &mut luis_laptop)?;
-    ensure!(
-        luis_laptop.state().is_member(&luis.public()),
-        "Luis is not a member on his own device"
-    );
+    let node = Node::init(&home("luis-laptop"), PASS, "Luis", "laptop", kdf()?)?;
+    let (luis, _) = online(node, &laptop_addrs).await?;
+    let mut watch = Watch::new(&[&laptop, &phone, &luis]);
+    let joined = luis.join(&InviteTicket::parse(&text)?, &[]).await?;
+    ensure!(joined == g, "Luis joined another group");
+    let luis_id = luis.with_node(|n| n.identity());
+    let h = watch.converge(&[&laptop, &phone, &luis], &g).await?;
+    let member = luis.with_node(|n| n.state(&g).map(|s| s.is_member(&luis_id)))?;
+    ensure!(member, "Luis is not a member on his own device");
+    let entries = luis.with_node(|n| n.store().entry_count(&g))?;
     steps.line(format!(
-        "3. Dana invites Luis (organizer); join handshake {} + {} bytes; MemberAdded + DeviceLinked synced to Luis ({} entries, {} bytes)",
-        hello.len(), welcome.len(), s.entries, s.bytes
+        "3. Dana invites Luis (organizer); join handshake over /caucus/handshake/1; MemberAdded + DeviceLinked and the history reach Luis ({entries} entries): all 3 at state {h}…"
     ));
     println!("            ticket: {}", &*text);
 
@@ -249,39 +337,29 @@ fn run() -> Result<()> {
     let mut ids = Vec::new();
     let mut notes = Vec::new();
     for (i, (name, dept, shift, rating, by)) in CONTACTS.iter().enumerate() {
-        let id = ContactId(random16(rng));
+        let id = ContactId(rand::random());
         ids.push(id);
-        let writer = match by {
-            0 => &mut laptop,
-            1 => &mut phone,
-            _ => &mut luis_laptop,
-        };
+        let writer = [&laptop, &phone, &luis][*by];
         let fields = contact(name, dept, shift, *rating)?;
-        writer.write(
-            Operation::ContactSet {
-                contact: id,
-                fields,
-            },
-            now_ms(),
-            rng,
-        )?;
+        writer
+            .write(
+                &g,
+                Operation::ContactSet {
+                    contact: id,
+                    fields,
+                },
+            )
+            .await?;
         if i % 3 == 0 {
-            notes.push(writer.write(
-                note(id, format!("talked at the break room, follow up #{i}")),
-                now_ms(),
-                rng,
-            )?);
+            let text = format!("talked at the break room, follow up #{i}");
+            notes.push(writer.write(&g, note(id, text)).await?);
         }
     }
-    let a = sync(&mut laptop, &mut phone)?;
-    let b = sync(&mut laptop, &mut luis_laptop)?;
-    let c = sync(&mut laptop, &mut phone)?;
-    all_same([&laptop, &phone, &luis_laptop])?;
+    let h = watch.converge(&[&laptop, &phone, &luis], &g).await?;
     steps.line(format!(
-        "4. {} contacts and {} notes written on 3 devices; synced laptop<->phone<->Luis ({} bytes)",
+        "4. {} contacts and {} notes written on 3 devices, gossiped live: all 3 at state {h}…",
         CONTACTS.len(),
         notes.len(),
-        a.bytes + b.bytes + c.bytes
     ));
 
     let rosa = ids[2];
@@ -298,50 +376,44 @@ fn run() -> Result<()> {
             fields,
         })
     };
-    phone.write(rate(2, "committee")?, now_ms(), rng)?;
-    luis_laptop.write(rate(4, "petition")?, now_ms(), rng)?;
-    notes.push(phone.write(
-        note(rosa, format!("{MARKER}: will sign, wants a shift meeting")),
-        now_ms(),
-        rng,
-    )?);
-    notes.push(luis_laptop.write(
-        note(rosa, "worried about retaliation".into()),
-        now_ms(),
-        rng,
-    )?);
+    drop(watch);
+    let mut phone_off = offline(phone, &home("dana-phone")).await?;
+    let mut luis_off = offline(luis, &home("luis-laptop")).await?;
+    phone_off.write(&g, rate(2, "committee")?)?;
+    luis_off.write(&g, rate(4, "petition")?)?;
+    let text = format!("{MARKER}: will sign, wants a shift meeting");
+    notes.push(phone_off.write(&g, note(rosa, text))?);
+    notes.push(luis_off.write(&g, note(rosa, "worried about retaliation".into()))?);
     ensure!(
-        phone.state_hash() != luis_laptop.state_hash(),
+        phone_off.state(&g)?.state_hash() != luis_off.state(&g)?.state_hash(),
         "partitioned replicas should differ"
     );
     steps.line(
-        "   partition: Dana's phone and Luis both rate one contact, tag it and add a note, offline",
+        "   partition: Dana's phone and Luis go offline; both rate one contact, tag it and add a note",
     );
-    let a = sync(&mut phone, &mut luis_laptop)?;
-    let b = sync(&mut laptop, &mut phone)?;
-    let hash = all_same([&laptop, &phone, &luis_laptop])?;
-    for r in [&laptop, &phone, &luis_laptop] {
-        ensure!(
-            notes
-                .iter()
-                .all(|n| r.state().all_notes().any(|x| x.entry == *n)),
-            "{} lost a note",
-            r.label
-        );
+    let mut watch = Watch::new(&[&laptop]);
+    let (luis, _) = online(luis_off, &laptop_addrs).await?;
+    watch.add(&luis);
+    let (phone, _) = online(phone_off, &laptop_addrs).await?;
+    watch.add(&phone);
+    let h = watch.converge(&[&laptop, &phone, &luis], &g).await?;
+    for (label, r) in [("laptop", &laptop), ("phone", &phone), ("Luis", &luis)] {
+        ensure!(notes_held(r, &g, &notes)?, "{label} lost a note");
     }
-    let c = laptop.state().contact(&rosa).context("contact missing")?;
-    ensure!(
-        c.has_tag("committee") && c.has_tag("petition"),
-        "a concurrent tag was lost"
-    );
-    let rating = c.rating.map_or(0, Rating::get);
+    let (tags, rating) = laptop.with_node(|n| -> Result<(bool, u8)> {
+        let c = n.state(&g)?.contact(&rosa).context("contact missing")?;
+        let tags = c.has_tag("committee") && c.has_tag("petition");
+        Ok((tags, c.rating.map_or(0, Rating::get)))
+    })?;
+    ensure!(tags, "a concurrent tag was lost");
+    let (entries, bytes) = watch.take_synced();
     steps.line(format!(
-        "   reconciled phone<->Luis ({} bytes, {} entries) then laptop<->phone ({} bytes): all 3 at state {hash}…, {} notes kept, both tags, rating {rating} (last writer)",
-        a.bytes, a.entries, b.bytes, notes.len()
+        "   back online, catch-up sync with the laptop (it stored {entries} entries; {bytes} bytes on the wire): all 3 at state {h}…, {} notes kept, both tags, rating {rating} (last writer)",
+        notes.len()
     ));
 
     // 5. An urgent notice, acknowledged.
-    let notice = NoticeId(random16(rng));
+    let notice = NoticeId(rand::random());
     let content = NoticeContent {
         title: "Emergency committee meeting".into(),
         starts_at_ms: now_ms() + 2 * HOUR,
@@ -350,135 +422,131 @@ fn run() -> Result<()> {
         urgent: true,
         expires_at_ms: Some(now_ms() + 6 * HOUR),
     };
-    laptop.write(Operation::NoticePosted { notice, content }, now_ms(), rng)?;
-    sync(&mut laptop, &mut phone)?;
-    sync(&mut laptop, &mut luis_laptop)?;
-    luis_laptop.write(Operation::NoticeAcked { notice }, now_ms(), rng)?;
-    sync(&mut laptop, &mut luis_laptop)?;
-    let first = laptop
-        .state()
-        .delivered(&notice)
-        .context("notice unknown")?;
-    phone.write(Operation::NoticeAcked { notice }, now_ms(), rng)?;
-    sync(&mut laptop, &mut phone)?;
-    let then = laptop
-        .state()
-        .delivered(&notice)
-        .context("notice unknown")?;
-    ensure!(then.acked == then.total, "not every member acknowledged");
-    steps.line(format!(
-        "5. Dana (admin) posts an urgent notice; Luis acks: delivered to {} of {} members; Dana's phone acks: {} of {}",
-        first.acked, first.total, then.acked, then.total
-    ));
-
-    // 6. Dana removes Luis and moves the group to epoch 2.
-    laptop.write(
-        Operation::MemberRemoved {
-            member: luis.public(),
-            cuts: laptop.state().cuts_of(&luis.public()),
-        },
-        now_ms(),
-        rng,
-    )?;
-    let recipients: Vec<Recipient> = laptop
-        .state()
-        .current_devices()
-        .map(|c| Recipient {
-            device: c.device,
-            dh: c.dh,
+    let sent = Instant::now();
+    laptop
+        .write(&g, Operation::NoticePosted { notice, content })
+        .await?;
+    let delivered = || -> Result<(u32, u32)> {
+        laptop.with_node(|n| {
+            let d = n.state(&g)?.delivered(&notice).context("notice unknown")?;
+            Ok((d.acked, d.total))
         })
-        .collect();
-    let secret = EpochSecret::generate(rng);
-    let delivery = deliver_epoch(
-        &group,
-        2,
-        &secret,
-        &laptop.device.device_key(),
-        &recipients,
-        rng,
-    )?;
-    laptop.write(delivery, now_ms(), rng)?;
-    ensure!(
-        laptop.keyring.current().map(|k| k.epoch()) == Some(2),
-        "laptop did not move to epoch 2"
-    );
-    let after = laptop.write(
-        note(rosa, "organizing committee meets Thursday".into()),
-        now_ms(),
-        rng,
-    )?;
-    sync(&mut laptop, &mut phone)?;
-    // The sync hello accepts any proof today, so Luis's device still fetches the
-    // ciphertext, as a relay or a copied disk would hand it to him.
-    sync(&mut laptop, &mut luis_laptop)?;
-    ensure!(
-        phone.state().all_notes().any(|n| n.entry == after),
-        "phone cannot read epoch 2"
-    );
-    let locked = luis_laptop.pending_error(&after);
-    ensure!(
-        locked == Some(&OpenError::UnknownEpoch { epoch: 2 }),
-        "Luis's device: {locked:?}"
-    );
-    ensure!(
-        luis_laptop.not_for_me().contains(&2),
-        "Luis's device was sent epoch 2"
-    );
+    };
+    let first = delivered()?;
+    watch
+        .until("acknowledgement from every member", || {
+            delivered().map(|(a, t)| a == t)
+        })
+        .await?;
+    let then = delivered()?;
+    watch.converge(&[&laptop, &phone, &luis], &g).await?;
     steps.line(format!(
-        "6. Dana removes Luis: epoch 2 sealed to {} devices (Noise N); Luis's device holds the new note's ciphertext and cannot open it: \"{}\"",
-        recipients.len(),
-        OpenError::UnknownEpoch { epoch: 2 }
+        "5. Dana (admin) posts an urgent notice: her own device counts at once, delivered to {} of {} members; Luis's node acknowledges on opening it: {} of {} after {} ms",
+        first.0,
+        first.1,
+        then.0,
+        then.1,
+        sent.elapsed().as_millis()
     ));
 
-    // 7. At rest: close every store, scan the disk, reopen one.
+    // 6. Luis is away when Dana removes him and moves the group to epoch 2.
+    drop(watch);
+    let mut luis_off = offline(luis, &home("luis-laptop")).await?;
+    let epoch = laptop.with_node(|n| n.remove_member(&g, luis_id))?;
+    ensure!(epoch == 2, "the removal moved the group to epoch {epoch}");
+    let recipients = laptop.with_node(|n| -> Result<usize> {
+        let winner = n.state(&g)?.epoch_winner().context("no epoch 2")?;
+        Ok(winner.devices().count())
+    })?;
+    let after = laptop
+        .write(&g, note(rosa, "organizing committee meets Thursday".into()))
+        .await?;
+    let late = luis_off.write(&g, note(rosa, "Luis, after his removal".into()))?;
+    let (luis, _) = online(luis_off, &laptop_addrs).await?;
+    let mut watch = Watch::new(&[&laptop, &phone, &luis]);
+    let beyond_cut = Some(Outcome::Rejected(Reason::BeyondCut));
+    watch
+        .until("the removal and Luis's late note everywhere", || {
+            let status = |r: &Running| r.with_node(|n| n.state(&g).map(|s| s.status(&late)));
+            let removed = luis.with_node(|n| n.state(&g).map(|s| !s.is_member(&luis_id)))?;
+            let read = phone.with_node(|n| n.state(&g).map(|s| s.contains(&after)))?;
+            Ok(removed && read && status(&laptop)? == beyond_cut && status(&phone)? == beyond_cut)
+        })
+        .await?;
+    watch.converge(&[&laptop, &phone], &g).await?;
+    // Luis's node does not even fetch what it has no key for; handed the ciphertext
+    // (as a relay or a copied disk would hand it), it stores it and cannot open it.
+    let sealed = laptop.with_node(|n| -> Result<Vec<u8>> {
+        let entries = n.store().entries(&g)?;
+        let e = entries.into_iter().find(|e| e.id == after);
+        Ok(e.context("the note is not stored")?.envelope)
+    })?;
+    let got = luis.with_node(|n| n.receive(&g, vec![sealed]))?;
+    let locked = luis.with_node(|n| -> Result<bool> {
+        let unread = n.store().unopened(&g)?.iter().any(|e| e.id == after);
+        Ok(unread && n.keyring(&g)?.candidates(2).is_empty() && !n.state(&g)?.contains(&after))
+    })?;
     ensure!(
-        laptop.state().contacts().any(|c| c.name.contains(MARKER)),
-        "marker not planted"
+        got.opened.is_empty() && locked,
+        "Luis's device read epoch 2"
     );
-    let before = phone.state_hash();
-    let counts: Vec<u64> = [&laptop, &phone, &luis_laptop]
-        .iter()
-        .map(|r| r.stored())
-        .collect::<Result<_>>()?;
-    let phone_home = phone.home().to_owned();
-    for r in [laptop, phone, luis_laptop] {
-        r.close(&at_rest, rng)?;
+    let refused = luis.write(&g, note(rosa, "still trying".into())).await;
+    ensure!(refused.is_err(), "a removed member's write went through");
+    steps.line(format!(
+        "6. Dana removes Luis while he is away: epoch 2 sealed to {recipients} devices (Noise N); what Luis wrote offline after it is refused everywhere (beyond his cut); his device holds the new note's ciphertext and cannot open it, and writes nothing more"
+    ));
+
+    // 7. At rest: stop every node, scan the disk, reopen one.
+    let planted = laptop.with_node(|n| {
+        n.state(&g)
+            .map(|s| s.contacts().any(|c| c.name.contains(MARKER)))
+    })?;
+    ensure!(planted, "marker not planted");
+    let before = state_hash(&phone, &g)?;
+    let mut counts = Vec::new();
+    for r in [&laptop, &phone, &luis] {
+        counts.push(r.with_node(|n| n.store().entry_count(&g))?);
+    }
+    drop(watch);
+    for r in [laptop, phone, luis] {
+        r.shutdown().await?;
     }
     let (files, bytes, hits) = scan_for(homes.path(), MARKER.as_bytes())?;
     ensure!(hits == 0, "{hits} plaintext hits of the marker on disk");
     steps.line(format!(
-        "7. entries stored (SQLCipher, one home each): laptop {}, phone {}, Luis {} (1 unreadable to him); closed; scanned {files} files, {bytes} bytes for \"{MARKER}\": 0 hits",
+        "7. entries stored (SQLCipher, one home each): laptop {}, phone {}, Luis {} (1 unreadable to him); stopped; scanned {files} files, {bytes} bytes for \"{MARKER}\": 0 hits",
         counts[0], counts[1], counts[2]
     ));
-    let phone = Replica::reopen("dana-phone", &phone_home, &at_rest)?;
-    let group = phone.keyring.group();
-    let (opened, reverified) = phone.reverify()?;
+    let phone = Node::open(&home("dana-phone"), PASS)?;
+    let check = phone.reverify(&g)?;
+    let state = phone.state(&g)?;
     ensure!(
-        phone.state_hash() == before,
+        state.state_hash() == before,
         "reopened phone folds to another state"
     );
     ensure!(
-        reverified == before,
+        check.state_hash == before,
         "re-opened envelopes fold to another state"
     );
     ensure!(
-        phone.store().all_contacts(&group)?.len()
-            == phone.state().contacts().count() + phone.state().removed_contacts().count(),
+        phone.store().all_contacts(&g)?.len()
+            == state.contacts().count() + state.removed_contacts().count(),
         "store views disagree"
     );
     steps.line(format!(
-        "   reopened Dana's phone from passphrase + disk: stored bodies fold to the same state; {opened} envelopes opened and verified again, same state",
+        "   reopened Dana's phone from passphrase + disk: stored bodies fold to the same state; {} envelopes opened and verified again, same state",
+        check.opened
     ));
 
     // 8. The workplace map and the support share, from the store's views (no fold).
-    let map = phone.store().workplace_map(&group)?;
-    let share = phone.store().support_share(&group)?;
+    let map = phone.store().workplace_map(&g)?;
+    let share = phone.store().support_share(&g)?;
     ensure!(
-        map == phone.state().workplace_map(),
+        map == state.workplace_map(),
         "map view disagrees with the fold"
     );
     ensure!(
-        share == phone.state().support_share(),
+        share == state.support_share(),
         "share view disagrees with the fold"
     );
     steps.line("8. workplace map (department x shift, one mark per contact, by rating):");

@@ -1,365 +1,79 @@
-//! The layers together, offline: seal (crypto) → store (SQLCipher) → reopen → open and
-//! verify (crypto) → fold (model), with catch-up through real `caucus_sync` sessions.
+//! The layers together, through real nodes: the story of `examples/campaign_tour.rs`
+//! with assertions only. Dana's laptop, Dana's phone and Luis's laptop are each a
+//! `caucus::node::Running` node with its own SQLCipher home and libp2p swarm on
+//! 127.0.0.1, in this process: every entry is sealed (crypto), gossiped or fetched by
+//! catch-up sync (net, sync), opened and verified (crypto), stored (store) and folded
+//! (model).
 //!
-//! The same story as `examples/campaign_tour.rs`, with assertions only and a seeded RNG:
-//! a committee founded, a phone linked, a member invited; a partition healed; every
-//! replica, and fresh replicas fed the entries in any order and in pieces, at one state
-//! hash; a removed member locked out of what is written after; nothing readable on disk;
-//! an altered entry refused without harm.
+//! A committee founded, a phone linked with a pairing code and a member invited over
+//! `/caucus/handshake/1`; contacts gossiped; a partition (two nodes offline, editing
+//! one contact concurrently) healed by catch-up sync, every node at one state hash; an
+//! urgent notice acknowledged by every member; a removed member locked out of what is
+//! written after and refused for what he wrote beyond his cut; nothing readable on
+//! disk; every home reopened to the same state, its views and a fresh crypto pass
+//! agreeing. Delivery in any order and altered entries, at the node:
+//! `crates/caucus-node/tests/receive.rs`.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+#[path = "../crates/caucus-node/tests/common/mod.rs"]
+mod common;
 
-use caucus::crypto::at_rest::KdfParams;
-use caucus::crypto::delivery::{Recipient, deliver_epoch};
-use caucus::crypto::invite::{History, InviteTicket, Joiner, accept_join};
-use caucus::crypto::link::{LinkHost, LinkNewDevice, PairingCode};
-use caucus::crypto::{DeviceKeys, EpochSecret, IdentityKeypair, Keyring, OpenError};
-use caucus::model::Reason;
+use caucus::crypto::invite::InviteTicket;
+use caucus::crypto::link::PairingCode;
+use caucus::model::{Outcome, Reason};
+use caucus::net::Multiaddr;
+use caucus::node::{Node, NodeError, Running, link_new_device, now_ms};
 use caucus::proto::{
-    ContactField, ContactId, EntryId, Envelope, GroupId, Note, NoticeContent, NoticeId, Operation,
-    Rating, Role,
+    ContactField, ContactId, EntryId, GroupId, IdentityKey, NoticeContent, NoticeId, Operation,
+    Rating,
 };
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha20Rng;
-use rand_core::{Rng, SeedableRng};
-use std::cell::Cell;
+use caucus::store::ContactRow;
+use common::{PASS, WAIT, Watch, converge, kdf, note, offline, online, scan, set, start};
 use std::collections::BTreeSet;
-use support::{AtRest, Replica, scan_for, sync};
+use std::path::PathBuf;
 use tempfile::TempDir;
-use zeroize::Zeroizing;
 
-/// 2026-11-25 08:00 UTC.
-const BASE_MS: u64 = 1_795_593_600_000;
 /// Planted in a contact name, a note and a notice.
 const MARKER: &str = "CANARY-QX7";
-
-const AT_REST: AtRest = AtRest {
-    passphrase: b"test passphrase",
-    params: KdfParams::insecure_for_tests(),
-};
-
-/// A scenario clock: one second per reading.
-struct Clock(Cell<u64>);
-
-impl Clock {
-    fn now(&self) -> u64 {
-        self.0.set(self.0.get() + 1_000);
-        self.0.get()
-    }
-}
+/// Two days in milliseconds.
+const TWO_DAYS_MS: u64 = 2 * 86_400_000;
 
 /// Dana (laptop + phone) and Luis (laptop), in one group, all in sync.
 struct Committee {
-    homes: TempDir,
-    rng: ChaCha20Rng,
-    clock: Clock,
+    dir: TempDir,
     group: GroupId,
-    luis: IdentityKeypair,
-    laptop: Replica,
-    phone: Replica,
-    luis_laptop: Replica,
-    /// The phone's device keys and its keyring as linked (epoch 1 only): enough to build
-    /// fresh replicas of the phone that learn everything else from entries.
-    phone_secrets: (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>),
+    laptop: Running,
+    /// Where the laptop listens: the others dial it.
+    laptop_addrs: Vec<Multiaddr>,
+    phone: Running,
+    luis: Running,
+    luis_id: IdentityKey,
 }
 
-fn id16(rng: &mut ChaCha20Rng) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    rng.fill_bytes(&mut b);
-    b
-}
-
-fn note(contact: ContactId, text: &str) -> Operation {
-    Operation::NoteAdded {
-        contact,
-        note: Note {
-            text: text.into(),
-            date: None,
-            by: None,
-        },
+impl Committee {
+    fn home(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
 }
 
-fn set(contact: ContactId, fields: Vec<ContactField>) -> Operation {
-    Operation::ContactSet { contact, fields }
+/// What the campaign wrote.
+struct Campaign {
+    /// Every note's entry, the one written after the removal included.
+    notes: Vec<EntryId>,
+    rosa: ContactId,
+    /// Dana's note written after Luis's removal (epoch 2).
+    after: EntryId,
+    /// Luis's note, written offline after his removal, before his node heard of it.
+    rogue: EntryId,
+}
+
+fn random_contact() -> ContactId {
+    ContactId(rand::random())
 }
 
 fn rating(n: u8) -> ContactField {
     ContactField::Rating(Rating::new(n).unwrap())
-}
-
-fn assert_same(replicas: &[&Replica]) {
-    for r in replicas {
-        assert_eq!(
-            r.state_hash(),
-            replicas[0].state_hash(),
-            "{} and {} differ",
-            r.label,
-            replicas[0].label
-        );
-    }
-}
-
-/// Founding, linking the phone with a pairing code, inviting Luis with a ticket.
-fn committee(seed: u64) -> Committee {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let r = &mut rng;
-    let clock = Clock(Cell::new(BASE_MS));
-    let homes = tempfile::tempdir().unwrap();
-
-    let dana = IdentityKeypair::generate(r);
-    let laptop_keys = DeviceKeys::generate(dana.public(), r);
-    let cert = dana.certify(&laptop_keys.public(), "laptop").unwrap();
-    let group = GroupId(id16(r));
-    let mut ring = Keyring::new(group);
-    ring.insert(1, EpochSecret::generate(r)).unwrap();
-    let home = homes.path().join("dana-laptop");
-    let mut laptop = Replica::create(
-        "dana-laptop",
-        &home,
-        laptop_keys,
-        ring,
-        dana.public(),
-        &AT_REST,
-        r,
-    )
-    .unwrap();
-    for op in [
-        Operation::DeviceLinked { cert },
-        Operation::GroupNamed {
-            name: "JFK8 committee".into(),
-        },
-        Operation::CampaignSet {
-            headcount: 8000,
-            target_percent: 70,
-        },
-    ] {
-        laptop.write(op, clock.now(), r).unwrap();
-    }
-
-    // The phone: pairing code typed on the phone, link handshake, recorded by the laptop.
-    let code = PairingCode::generate(r);
-    let phone_keys = DeviceKeys::generate_unlinked(r);
-    let typed = PairingCode::parse(&code.reveal().to_lowercase()).unwrap();
-    let (waiting, request) = LinkNewDevice::start(&typed, &phone_keys, "phone", r).unwrap();
-    let (issued, grant) = LinkHost::new(&code, r)
-        .unwrap()
-        .respond(&request, &dana, &[&laptop.keyring])
-        .unwrap();
-    let linked = waiting.finish(&grant).unwrap();
-    assert_eq!(issued.cert, linked.cert);
-    assert_eq!(linked.identity, dana.public());
-    let phone_keys = phone_keys.with_identity(linked.identity);
-    let phone_ring = linked.keyrings.into_iter().next().unwrap();
-    let phone_secrets = (
-        phone_keys.to_secret_bytes(),
-        phone_ring.to_secret_bytes().unwrap(),
-    );
-    let home = homes.path().join("dana-phone");
-    let mut phone = Replica::create(
-        "dana-phone",
-        &home,
-        phone_keys,
-        phone_ring,
-        dana.public(),
-        &AT_REST,
-        r,
-    )
-    .unwrap();
-    // Dana's laptop records the phone (only an identity's first device introduces
-    // itself), and the phone learns of it by sync.
-    let linked_entry = laptop
-        .write(
-            Operation::DeviceLinked { cert: linked.cert },
-            clock.now(),
-            r,
-        )
-        .unwrap();
-    sync(&mut laptop, &mut phone).unwrap();
-    assert!(laptop.state().contains(&linked_entry));
-    assert_same(&[&laptop, &phone]);
-
-    // Luis: ticket as text, join handshake, the join recorded by Dana.
-    let ticket = InviteTicket::create(group, Vec::new(), BASE_MS + 86_400_000, r).unwrap();
-    let luis = IdentityKeypair::generate(r);
-    let luis_keys = DeviceKeys::generate(luis.public(), r);
-    let luis_cert = luis.certify(&luis_keys.public(), "laptop").unwrap();
-    let parsed = InviteTicket::parse(&ticket.to_text().unwrap()).unwrap();
-    let (joiner, hello) = Joiner::start(&parsed, &luis_cert, "Luis", clock.now(), r).unwrap();
-    let (accepted, welcome) = accept_join(
-        &hello,
-        &ticket,
-        clock.now(),
-        &BTreeSet::new(),
-        &laptop.keyring,
-        History::Full,
-        r,
-    )
-    .unwrap();
-    let luis_ring = joiner.finish(&welcome).unwrap();
-    for op in accepted.operations(Role::Organizer) {
-        laptop.write(op, clock.now(), r).unwrap();
-    }
-    let home = homes.path().join("luis-laptop");
-    let mut luis_laptop = Replica::create(
-        "luis-laptop",
-        &home,
-        luis_keys,
-        luis_ring,
-        dana.public(),
-        &AT_REST,
-        r,
-    )
-    .unwrap();
-    sync(&mut laptop, &mut luis_laptop).unwrap();
-    sync(&mut laptop, &mut phone).unwrap();
-    assert_same(&[&laptop, &phone, &luis_laptop]);
-    assert!(luis_laptop.state().is_member(&luis.public()));
-    assert_eq!(laptop.state().current_devices().count(), 3);
-
-    Committee {
-        homes,
-        rng,
-        clock,
-        group,
-        luis,
-        laptop,
-        phone,
-        luis_laptop,
-        phone_secrets,
-    }
-}
-
-/// Contacts on three devices, a partition with concurrent edits, the heal; then a
-/// notice, and Luis's removal with a note written after it. Returns every note's entry
-/// id and the id of the note written after the removal.
-fn campaign(c: &mut Committee) -> (Vec<EntryId>, EntryId) {
-    let r = &mut c.rng;
-    let clock = &c.clock;
-    let mut ids = Vec::new();
-    let mut notes = Vec::new();
-    for i in 0..9u8 {
-        let id = ContactId(id16(r));
-        ids.push(id);
-        let dept = ["Outbound", "Inbound", "ICQA"][usize::from(i % 3)];
-        let name = if i == 0 {
-            format!("Rosa {MARKER}")
-        } else {
-            format!("Worker {i}")
-        };
-        let fields = vec![
-            ContactField::Name(name),
-            ContactField::Department(dept.into()),
-            ContactField::Shift(if i < 5 { "nights" } else { "days" }.into()),
-            rating(i % 5 + 1),
-        ];
-        let w = match i % 3 {
-            0 => &mut c.laptop,
-            1 => &mut c.phone,
-            _ => &mut c.luis_laptop,
-        };
-        w.write(set(id, fields), clock.now(), r).unwrap();
-        notes.push(w.write(note(id, "first talk"), clock.now(), r).unwrap());
-    }
-    sync(&mut c.laptop, &mut c.phone).unwrap();
-    sync(&mut c.laptop, &mut c.luis_laptop).unwrap();
-    sync(&mut c.laptop, &mut c.phone).unwrap();
-    assert_same(&[&c.laptop, &c.phone, &c.luis_laptop]);
-
-    // Partition: the phone and Luis edit one contact concurrently, at the same instant.
-    let rosa = ids[0];
-    let t = clock.now();
-    c.phone
-        .write(set(rosa, vec![rating(2), tag("committee")]), t, r)
-        .unwrap();
-    c.luis_laptop
-        .write(set(rosa, vec![rating(4), tag("petition")]), t, r)
-        .unwrap();
-    notes.push(c.phone.write(note(rosa, MARKER), t, r).unwrap());
-    notes.push(c.luis_laptop.write(note(rosa, "worried"), t, r).unwrap());
-    assert_ne!(c.phone.state_hash(), c.luis_laptop.state_hash());
-    sync(&mut c.phone, &mut c.luis_laptop).unwrap();
-    sync(&mut c.laptop, &mut c.phone).unwrap();
-    assert_same(&[&c.laptop, &c.phone, &c.luis_laptop]);
-    for replica in [&c.laptop, &c.phone, &c.luis_laptop] {
-        let held: BTreeSet<EntryId> = replica.state().all_notes().map(|n| n.entry).collect();
-        assert!(
-            notes.iter().all(|n| held.contains(n)),
-            "{} lost a note",
-            replica.label
-        );
-        let contact = replica.state().contact(&rosa).unwrap();
-        assert!(contact.has_tag("committee") && contact.has_tag("petition"));
-    }
-
-    // An urgent notice, acknowledged by Luis and by Dana's phone.
-    let notice = NoticeId(id16(r));
-    let content = NoticeContent {
-        title: "Emergency committee meeting".into(),
-        starts_at_ms: BASE_MS + 7_200_000,
-        place: "Union hall".into(),
-        body: MARKER.into(),
-        urgent: true,
-        expires_at_ms: None,
-    };
-    c.laptop
-        .write(Operation::NoticePosted { notice, content }, clock.now(), r)
-        .unwrap();
-    sync(&mut c.laptop, &mut c.luis_laptop).unwrap();
-    sync(&mut c.laptop, &mut c.phone).unwrap();
-    for w in [&mut c.luis_laptop, &mut c.phone] {
-        w.write(Operation::NoticeAcked { notice }, clock.now(), r)
-            .unwrap();
-        sync(&mut c.laptop, w).unwrap();
-    }
-    let delivered = c.laptop.state().delivered(&notice).unwrap();
-    assert_eq!((delivered.acked, delivered.total), (2, 2));
-
-    // Dana removes Luis and delivers epoch 2 to the remaining devices.
-    let luis = c.luis.public();
-    c.laptop
-        .write(
-            Operation::MemberRemoved {
-                member: luis,
-                cuts: c.laptop.state().cuts_of(&luis),
-            },
-            clock.now(),
-            r,
-        )
-        .unwrap();
-    let recipients: Vec<Recipient> = c
-        .laptop
-        .state()
-        .current_devices()
-        .map(|d| Recipient {
-            device: d.device,
-            dh: d.dh,
-        })
-        .collect();
-    assert_eq!(recipients.len(), 2, "Dana's two devices");
-    let author = c.laptop.device.device_key();
-    let op = deliver_epoch(
-        &c.group,
-        2,
-        &EpochSecret::generate(r),
-        &author,
-        &recipients,
-        r,
-    )
-    .unwrap();
-    c.laptop.write(op, clock.now(), r).unwrap();
-    assert_eq!(c.laptop.keyring.current().unwrap().epoch(), 2);
-    let after = c
-        .laptop
-        .write(note(rosa, "after the removal"), clock.now(), r)
-        .unwrap();
-    notes.push(after);
-    sync(&mut c.laptop, &mut c.phone).unwrap();
-    sync(&mut c.laptop, &mut c.luis_laptop).unwrap();
-    assert_same(&[&c.laptop, &c.phone]);
-    (notes, after)
 }
 
 fn tag(tag: &str) -> ContactField {
@@ -369,50 +83,329 @@ fn tag(tag: &str) -> ContactField {
     }
 }
 
-#[test]
-fn partition_heals_and_a_removed_member_is_locked_out() {
-    let mut c = committee(1);
-    let (notes, after) = campaign(&mut c);
+fn texts(addrs: &[Multiaddr]) -> Vec<String> {
+    addrs.iter().map(ToString::to_string).collect()
+}
 
-    // The phone reads the note written after the removal; Luis's device holds its
-    // ciphertext and cannot open it, and was not sent the new epoch.
-    assert!(c.phone.state().all_notes().any(|n| n.entry == after));
+/// Founding, linking the phone with a pairing code, inviting Luis with a ticket, all
+/// over the network.
+async fn committee() -> Committee {
+    let dir = tempfile::tempdir().unwrap();
+    let (laptop, laptop_addrs) = start(&dir.path().join("dana-laptop"), "Dana", &[]).await;
+    let g = laptop.create_group("JFK8 committee").await.unwrap();
+    laptop
+        .write(
+            &g,
+            Operation::CampaignSet {
+                headcount: 8000,
+                target_percent: 70,
+            },
+        )
+        .await
+        .unwrap();
+
+    // The phone: the pairing code typed on the phone (in lower case), the link
+    // handshake with the laptop, which records the phone; the history by sync.
+    let (code, linked) = laptop.host_link().unwrap();
+    let typed = PairingCode::parse(&code.reveal().to_lowercase()).unwrap();
+    let phone = link_new_device(
+        &dir.path().join("dana-phone"),
+        PASS,
+        kdf(),
+        &typed,
+        "phone",
+        &laptop_addrs,
+        caucus::net::Config::loopback(),
+    )
+    .await
+    .unwrap();
+    assert!(!phone.holds_identity());
+    let cert = tokio::time::timeout(WAIT, linked).await.unwrap().unwrap();
+    assert_eq!(cert.device, phone.device_key());
+    let (phone, _) = online(phone, &laptop_addrs).await;
+    converge(&[&laptop, &phone], &g).await;
     assert_eq!(
-        c.luis_laptop.pending_error(&after),
-        Some(&OpenError::UnknownEpoch { epoch: 2 })
+        phone.with_node(|n| n.identity()),
+        laptop.with_node(|n| n.identity())
     );
-    assert!(c.luis_laptop.not_for_me().contains(&2));
-    assert!(c.luis_laptop.keyring.get(2).is_none());
-    assert!(!c.luis_laptop.state().all_notes().any(|n| n.entry == after));
-    assert!(!c.luis_laptop.state().is_member(&c.luis.public()));
-    assert_eq!(c.laptop.state().all_notes().count(), notes.len());
-    for r in [&c.laptop, &c.phone, &c.luis_laptop] {
-        assert!(r.refused().is_empty(), "{} refused entries", r.label);
+    let state_has_phone = laptop.with_node(|n| {
+        let state = n.state(&g).unwrap();
+        state.device(&cert.device).is_some_and(|d| !d.first)
+    });
+    assert!(state_has_phone, "the laptop did not record the phone");
+
+    // Luis: the ticket as text, the join handshake, recorded by Dana's laptop.
+    let ticket = laptop
+        .with_node(|n| n.create_invite(&g, texts(&laptop_addrs), now_ms() + TWO_DAYS_MS))
+        .unwrap();
+    let parsed = InviteTicket::parse(&ticket.to_text().unwrap()).unwrap();
+    let (luis, _) = start(&dir.path().join("luis-laptop"), "Luis", &laptop_addrs).await;
+    assert_eq!(luis.join(&parsed, &[]).await.unwrap(), g);
+    converge(&[&laptop, &phone, &luis], &g).await;
+    let luis_id = luis.with_node(|n| n.identity());
+    assert!(luis.with_node(|n| n.state(&g).unwrap().is_member(&luis_id)));
+    let devices = laptop.with_node(|n| n.state(&g).unwrap().current_devices().count());
+    assert_eq!(devices, 3);
+
+    Committee {
+        dir,
+        group: g,
+        laptop,
+        laptop_addrs,
+        phone,
+        luis,
+        luis_id,
     }
 }
 
-#[test]
-fn stores_reopen_to_the_same_state_and_hold_nothing_readable() {
-    let mut c = committee(2);
-    let (_, after) = campaign(&mut c);
-    let hashes: Vec<[u8; 32]> = [&c.laptop, &c.phone, &c.luis_laptop]
-        .iter()
-        .map(|r| r.state_hash())
-        .collect();
-    let counts: Vec<u64> = [&c.laptop, &c.phone, &c.luis_laptop]
-        .iter()
-        .map(|r| r.stored().unwrap())
-        .collect();
-    assert!(c.laptop.state().contacts().any(|x| x.name.contains(MARKER)));
-    let homes: Vec<_> = [&c.laptop, &c.phone, &c.luis_laptop]
-        .iter()
-        .map(|r| (r.label, r.home().to_owned()))
-        .collect();
-    for r in [c.laptop, c.phone, c.luis_laptop] {
-        r.close(&AT_REST, &mut c.rng).unwrap();
+/// Contacts on three devices, a partition with concurrent edits, the heal; an urgent
+/// notice; Luis's removal, a note written after it, and one Luis writes offline.
+async fn campaign(mut c: Committee) -> (Committee, Campaign) {
+    let g = c.group;
+    let mut notes = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..9u8 {
+        let id = random_contact();
+        ids.push(id);
+        let name = if i == 0 {
+            format!("Rosa {MARKER}")
+        } else {
+            format!("Worker {i}")
+        };
+        let fields = vec![
+            ContactField::Name(name),
+            ContactField::Department(["Outbound", "Inbound", "ICQA"][usize::from(i % 3)].into()),
+            ContactField::Shift(if i < 5 { "nights" } else { "days" }.into()),
+            rating(i % 5 + 1),
+        ];
+        let w = [&c.laptop, &c.phone, &c.luis][usize::from(i % 3)];
+        w.write(&g, set(id, fields)).await.unwrap();
+        notes.push(w.write(&g, note(id, "first talk")).await.unwrap());
+    }
+    converge(&[&c.laptop, &c.phone, &c.luis], &g).await;
+
+    // Partition: the phone and Luis go offline and edit one contact concurrently.
+    let rosa = ids[0];
+    let (phone_home, luis_home) = (c.home("dana-phone"), c.home("luis-laptop"));
+    let mut phone = offline(c.phone, &phone_home).await;
+    let mut luis = offline(c.luis, &luis_home).await;
+    phone
+        .write(&g, set(rosa, vec![rating(2), tag("committee")]))
+        .unwrap();
+    luis.write(&g, set(rosa, vec![rating(4), tag("petition")]))
+        .unwrap();
+    notes.push(phone.write(&g, note(rosa, MARKER)).unwrap());
+    notes.push(luis.write(&g, note(rosa, "worried")).unwrap());
+    assert_ne!(
+        phone.state(&g).unwrap().state_hash(),
+        luis.state(&g).unwrap().state_hash()
+    );
+    // The heal: both back, each dialing the laptop; catch-up sync on connecting.
+    (c.luis, _) = online(luis, &c.laptop_addrs).await;
+    (c.phone, _) = online(phone, &c.laptop_addrs).await;
+    converge(&[&c.laptop, &c.phone, &c.luis], &g).await;
+    for (label, r) in [
+        ("laptop", &c.laptop),
+        ("phone", &c.phone),
+        ("luis", &c.luis),
+    ] {
+        r.with_node(|n| {
+            let state = n.state(&g).unwrap();
+            let held: BTreeSet<EntryId> = state.all_notes().map(|n| n.entry).collect();
+            assert!(
+                notes.iter().all(|n| held.contains(n)),
+                "{label} lost a note"
+            );
+            let contact = state.contact(&rosa).unwrap();
+            assert!(contact.has_tag("committee") && contact.has_tag("petition"));
+        });
     }
 
-    let (files, bytes, hits) = scan_for(c.homes.path(), MARKER.as_bytes()).unwrap();
+    // An urgent notice: the laptop counts Dana at once, Luis's node acknowledges on
+    // opening it.
+    let notice = NoticeId(rand::random());
+    let content = NoticeContent {
+        title: "Emergency committee meeting".into(),
+        starts_at_ms: now_ms() + 7_200_000,
+        place: "Union hall".into(),
+        body: MARKER.into(),
+        urgent: true,
+        expires_at_ms: None,
+    };
+    let mut watch = Watch::new(&[&c.laptop]);
+    c.laptop
+        .write(&g, Operation::NoticePosted { notice, content })
+        .await
+        .unwrap();
+    watch
+        .until("every member to acknowledge the notice", || {
+            c.laptop.with_node(|n| {
+                let d = n.state(&g).unwrap().delivered(&notice).unwrap();
+                (d.acked, d.total) == (2, 2)
+            })
+        })
+        .await;
+    let acks = c.laptop.with_node(|n| {
+        let state = n.state(&g).unwrap();
+        state.notice(&notice).unwrap().acks.clone()
+    });
+    let dana = c.laptop.with_node(|n| n.identity());
+    assert!(acks.contains(&dana) && acks.contains(&c.luis_id));
+    // The phone's acknowledgement, if it wrote one before seeing the laptop's, is the
+    // same member's: the notice settles on every node.
+    converge(&[&c.laptop, &c.phone, &c.luis], &g).await;
+
+    // Luis is offline when Dana removes him and moves the group to epoch 2, sealed to
+    // her two devices; offline, not knowing, he writes a note.
+    let mut luis = offline(c.luis, &luis_home).await;
+    let epoch = c
+        .laptop
+        .with_node(|n| n.remove_member(&g, c.luis_id))
+        .unwrap();
+    assert_eq!(epoch, 2);
+    let (winner, laptop_epoch) = c.laptop.with_node(|n| {
+        let state = n.state(&g).unwrap();
+        let winner: Vec<_> = state.epoch_winner().unwrap().devices().collect();
+        (winner, n.keyring(&g).unwrap().current().unwrap().epoch())
+    });
+    let dana_devices = [
+        c.laptop.with_node(|n| n.device_key()),
+        c.phone.with_node(|n| n.device_key()),
+    ];
+    assert_eq!(winner.len(), 2, "Dana's two devices");
+    assert!(winner.iter().all(|d| dana_devices.contains(d)));
+    assert_eq!(laptop_epoch, 2);
+    let after = c
+        .laptop
+        .write(&g, note(rosa, "after the removal"))
+        .await
+        .unwrap();
+    notes.push(after);
+    let rogue = luis.write(&g, note(rosa, "after being removed")).unwrap();
+    (c.luis, _) = online(luis, &c.laptop_addrs).await;
+    let mut watch = Watch::new(&[&c.laptop, &c.phone, &c.luis]);
+    let beyond_cut = Some(Outcome::Rejected(Reason::BeyondCut));
+    watch
+        .until(
+            "the removal and Luis's late note to reach every node",
+            || {
+                let removed = c.luis.with_node(|n| {
+                    let state = n.state(&g).unwrap();
+                    !state.is_member(&c.luis_id) && state.status(&rogue) == beyond_cut
+                });
+                let refused = [&c.laptop, &c.phone]
+                    .iter()
+                    .all(|r| r.with_node(|n| n.state(&g).unwrap().status(&rogue)) == beyond_cut);
+                let read = c.phone.with_node(|n| n.state(&g).unwrap().contains(&after));
+                removed && refused && read
+            },
+        )
+        .await;
+    converge(&[&c.laptop, &c.phone], &g).await;
+
+    // The ciphertext of the note written after the removal, handed to Luis's node as a
+    // relay or a copied disk would hand it: stored, never opened.
+    let sealed = c.laptop.with_node(|n| {
+        let entries = n.store().entries(&g).unwrap();
+        entries.into_iter().find(|e| e.id == after).unwrap()
+    });
+    assert_eq!(sealed.epoch, 2);
+    let got = c
+        .luis
+        .with_node(|n| n.receive(&g, vec![sealed.envelope]))
+        .unwrap();
+    assert!(got.opened.is_empty() && got.refused == 0);
+    (
+        c,
+        Campaign {
+            notes,
+            rosa,
+            after,
+            rogue,
+        },
+    )
+}
+
+/// Whether `node`'s store holds `id` without a body (received, not opened).
+fn unopened(node: &Node, g: &GroupId, id: &EntryId) -> bool {
+    node.store()
+        .unopened(g)
+        .unwrap()
+        .iter()
+        .any(|e| e.id == *id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_heals_and_a_removed_member_is_locked_out() {
+    let (c, w) = campaign(committee().await).await;
+    let g = c.group;
+
+    // The phone reads the note written after the removal; Luis's node holds its
+    // ciphertext and cannot open it: it was not sent the new epoch.
+    assert!(c.phone.with_node(|n| {
+        let state = n.state(&g).unwrap();
+        state.all_notes().any(|n| n.entry == w.after)
+    }));
+    let luis_device = c.luis.with_node(|n| n.device_key());
+    c.luis.with_node(|n| {
+        let state = n.state(&g).unwrap();
+        assert!(unopened(n, &g, &w.after));
+        assert_eq!(state.status(&w.after), None);
+        assert!(!state.all_notes().any(|n| n.entry == w.after));
+        assert!(n.keyring(&g).unwrap().candidates(2).is_empty());
+        assert!(!state.is_member(&c.luis_id));
+        let winner = state.epoch_winner().unwrap();
+        assert!(winner.devices().all(|d| d != luis_device));
+        assert!(n.refused_counts().is_empty(), "{:?}", n.refused_counts());
+    });
+    // Now that it knows, Luis's node refuses to write at all.
+    match c.luis.write(&g, note(w.rosa, "still trying")).await {
+        Err(NodeError::Refused(why)) => assert!(why.contains("not given the current epoch")),
+        other => panic!("a removed member's write went through: {other:?}"),
+    }
+    // Dana's devices refused only Luis's late note, and give it no effect.
+    for r in [&c.laptop, &c.phone] {
+        r.with_node(|n| {
+            let refused: Vec<_> = n.refused_counts().iter().map(|(k, v)| (*k, *v)).collect();
+            assert_eq!(refused, vec![("beyond cut", 1)]);
+            let state = n.state(&g).unwrap();
+            assert!(!state.all_notes().any(|n| n.entry == w.rogue));
+        });
+    }
+    let held = c
+        .laptop
+        .with_node(|n| n.state(&g).unwrap().all_notes().count());
+    assert_eq!(held, w.notes.len());
+    for r in [c.laptop, c.phone, c.luis] {
+        r.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_reopen_to_the_same_state_and_hold_nothing_readable() {
+    let (c, w) = campaign(committee().await).await;
+    let g = c.group;
+    let homes = ["dana-laptop", "dana-phone", "luis-laptop"];
+    let before: Vec<([u8; 32], u64)> = [&c.laptop, &c.phone, &c.luis]
+        .iter()
+        .map(|r| {
+            r.with_node(|n| {
+                let hash = n.state(&g).unwrap().state_hash();
+                (hash, n.store().entry_count(&g).unwrap())
+            })
+        })
+        .collect();
+    let planted = c.laptop.with_node(|n| {
+        let state = n.state(&g).unwrap();
+        state.contacts().any(|x| x.name.contains(MARKER))
+    });
+    assert!(planted, "marker not planted");
+    let dir = c.dir;
+    for r in [c.laptop, c.phone, c.luis] {
+        r.shutdown().await.unwrap();
+    }
+
+    let (files, bytes, hits) = scan(dir.path(), MARKER.as_bytes());
     assert!(
         files >= 6 && bytes > 0,
         "scanned {files} files, {bytes} bytes"
@@ -421,151 +414,44 @@ fn stores_reopen_to_the_same_state_and_hold_nothing_readable() {
     // The scanner does find a plaintext marker.
     let control = tempfile::tempdir().unwrap();
     std::fs::write(control.path().join("plain"), format!("x{MARKER}y")).unwrap();
-    assert_eq!(scan_for(control.path(), MARKER.as_bytes()).unwrap().2, 1);
+    assert_eq!(scan(control.path(), MARKER.as_bytes()).2, 1);
 
-    for (((label, home), hash), count) in homes.into_iter().zip(hashes).zip(counts) {
-        let r = Replica::reopen(label, &home, &AT_REST).unwrap();
-        assert_eq!(r.stored().unwrap(), count, "{label}");
+    for (label, (hash, count)) in homes.iter().zip(before) {
+        let n = Node::open(&dir.path().join(label), PASS).unwrap();
+        assert_eq!(n.store().entry_count(&g).unwrap(), count, "{label}");
         // The store's fold of its bodies, its views, and a fresh crypto pass over every
         // envelope all agree with the state before closing.
-        assert_eq!(r.state_hash(), hash, "{label} folds to another state");
-        let group = r.keyring.group();
-        let mut contacts: Vec<caucus_store::ContactRow> = r
-            .state()
+        let state = n.state(&g).unwrap();
+        assert_eq!(state.state_hash(), hash, "{label} folds to another state");
+        let mut contacts: Vec<ContactRow> = state
             .contacts()
-            .chain(r.state().removed_contacts())
-            .map(caucus_store::ContactRow::from_model)
+            .chain(state.removed_contacts())
+            .map(ContactRow::from_model)
             .collect();
         contacts.sort_by_key(|c| c.id);
         assert_eq!(
-            r.store().all_contacts(&group).unwrap(),
+            n.store().all_contacts(&g).unwrap(),
             contacts,
             "{label} views"
         );
         assert_eq!(
-            r.store().all_notes(&group).unwrap().len(),
-            r.state().all_notes().count(),
+            n.store().all_notes(&g).unwrap().len(),
+            state.all_notes().count(),
             "{label} note views"
         );
-        assert_eq!(r.reverify().unwrap().1, hash, "{label} re-opened");
-        assert_eq!(
-            r.store().workplace_map(&group).unwrap(),
-            r.state().workplace_map()
-        );
+        assert_eq!(n.store().workplace_map(&g).unwrap(), state.workplace_map());
+        assert_eq!(n.store().support_share(&g).unwrap(), state.support_share());
+        let check = n.reverify(&g).unwrap();
+        assert_eq!(check.state_hash, hash, "{label} re-opened");
+        assert_eq!(check.opened as u64 + check.unreadable as u64, count);
     }
-    // Luis's device kept the note written after his removal as ciphertext only.
-    let luis =
-        Replica::reopen("luis-laptop", &c.homes.path().join("luis-laptop"), &AT_REST).unwrap();
-    assert_eq!(
-        luis.pending_error(&after),
-        Some(&OpenError::UnknownEpoch { epoch: 2 })
-    );
-    let wrong = AtRest {
-        passphrase: b"wrong",
-        ..AT_REST
-    };
-    assert!(Replica::reopen("dana-phone", &c.homes.path().join("dana-phone"), &wrong).is_err());
-}
-
-#[test]
-fn any_delivery_order_folds_to_the_same_state() {
-    let mut c = committee(3);
-    campaign(&mut c);
-    let target = c.laptop.state_hash();
-    let stored = c.laptop.stored().unwrap();
-    let mut envelopes = c.laptop.envelopes().unwrap();
-    assert_eq!(envelopes.len() as u64, stored);
-
-    for round in 0..4 {
-        match round {
-            0 => {}
-            1 => envelopes.reverse(),
-            _ => envelopes.shuffle(&mut c.rng),
-        }
-        // A fresh copy of the phone, holding only what the link gave it (epoch 1).
-        let device = DeviceKeys::from_secret_bytes(&c.phone_secrets.0).unwrap();
-        let ring = Keyring::from_secret_bytes(&c.phone_secrets.1).unwrap();
-        let home = c.homes.path().join(format!("observer-{round}"));
-        let founder = c.laptop.state().founder();
-        let mut fresh = Replica::create(
-            "observer", &home, device, ring, founder, &AT_REST, &mut c.rng,
-        )
-        .unwrap();
-        // In pieces of 1 to 7 entries, each piece delivered twice.
-        let mut rest = envelopes.as_slice();
-        while !rest.is_empty() {
-            let n = (c.rng.next_u32() % 7 + 1) as usize;
-            let (piece, tail) = rest.split_at(n.min(rest.len()));
-            fresh.receive(piece.to_vec()).unwrap();
-            fresh.receive(piece.to_vec()).unwrap();
-            rest = tail;
-        }
-        assert_eq!(fresh.state_hash(), target, "order {round}");
-        assert_eq!(fresh.stored().unwrap(), stored, "order {round}");
-        assert!(fresh.refused().is_empty());
-        assert_eq!(fresh.keyring.current().unwrap().epoch(), 2);
-        fresh.close(&AT_REST, &mut c.rng).unwrap();
-        let reopened = Replica::reopen("observer", &home, &AT_REST).unwrap();
-        assert_eq!(reopened.state_hash(), target, "order {round}, reopened");
-    }
-}
-
-#[test]
-fn an_altered_or_foreign_entry_is_refused_and_harms_nothing() {
-    let mut c = committee(4);
-    campaign(&mut c);
-    let hash = c.phone.state_hash();
-    let stored = c.phone.stored().unwrap();
-    let bytes = c.laptop.envelopes().unwrap().pop().unwrap();
-    let id = EntryId::of_encoded(&bytes);
-
-    // One ciphertext bit flipped: a new entry id, refused at the membership proof.
-    let mut envelope = Envelope::decode(&bytes).unwrap();
-    envelope.ciphertext[0] ^= 1;
-    let altered = envelope.encode().unwrap();
-    let received = c.phone.receive([altered.clone()]).unwrap();
-    assert_eq!((received.opened, received.refused), (0, 1));
-    assert_eq!(
-        c.phone.refused().get(&EntryId::of_encoded(&altered)),
-        Some(&OpenError::BadProof)
-    );
-    // Truncated bytes do not decode.
-    c.phone
-        .receive([bytes[..bytes.len() - 1].to_vec()])
-        .unwrap();
-    assert_eq!(c.phone.refused().len(), 2);
-    // The original is a duplicate; nothing changed.
-    assert_eq!(c.phone.receive([bytes]).unwrap().opened, 0);
-    assert!(c.phone.state().contains(&id));
-    assert_eq!(c.phone.state_hash(), hash);
-    assert_eq!(c.phone.stored().unwrap(), stored);
-
-    // An entry Luis seals after his removal with the epoch-1 key he kept opens (he was a
-    // member of epoch 1) but the model gives it no effect.
-    let r = &mut c.rng;
-    let keys = c.luis_laptop.keyring.get(1).unwrap();
-    let op = note(ContactId([9; 16]), "after being removed");
-    let chain = (c.luis_laptop.state()).next_chain(&c.luis_laptop.device.device_key(), &op);
-    let rogue = caucus::crypto::seal(
-        &c.group,
-        keys,
-        &c.luis_laptop.device,
-        chain,
-        caucus::proto::Hlc {
-            wall_ms: c.clock.now(),
-            counter: 0,
-        },
-        op,
-        r,
-    )
-    .unwrap()
-    .encode()
-    .unwrap();
-    let rogue_id = EntryId::of_encoded(&rogue);
-    c.phone.receive([rogue]).unwrap();
-    assert_eq!(
-        c.phone.state().status(&rogue_id),
-        Some(caucus::model::Outcome::Rejected(Reason::BeyondCut))
-    );
-    assert!(!c.phone.state().all_notes().any(|n| n.entry == rogue_id));
+    // Luis's node kept the note written after his removal as ciphertext only.
+    let luis = Node::open(&dir.path().join("luis-laptop"), PASS).unwrap();
+    assert!(unopened(&luis, &g, &w.after));
+    assert_eq!(luis.state(&g).unwrap().status(&w.after), None);
+    assert_eq!(luis.reverify(&g).unwrap().unreadable, 1);
+    assert!(matches!(
+        Node::open(&dir.path().join("dana-phone"), b"wrong"),
+        Err(NodeError::WrongPassphrase)
+    ));
 }

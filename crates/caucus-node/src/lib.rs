@@ -27,6 +27,7 @@ pub mod requests;
 mod running;
 mod session;
 pub mod views;
+mod verify;
 
 pub use crate::core::{
     GroupInfo, InviteInfo, MAX_CLOCK_AHEAD_MS, Node, OpenedSummary, Received, Revoked, now_ms,
@@ -38,6 +39,7 @@ pub use running::{
     SyncStatus, link_new_device,
 };
 pub use session::Session;
+pub use verify::Reverified;
 
 use std::path::{Path, PathBuf};
 

@@ -6,57 +6,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use caucus_crypto::at_rest::KdfParams;
-use caucus_crypto::link::LinkNewDevice;
+mod common;
+
 use caucus_crypto::{DeviceKeys, IdentityKeypair, seal_event};
 use caucus_model::{Outcome, Reason};
 use caucus_node::{MAX_CLOCK_AHEAD_MS, Node, NodeError, now_ms};
-use caucus_proto::{
-    Chain, ContactField, ContactId, EntryId, EventId, GroupId, Hlc, Operation, Role,
-};
-use std::path::Path;
+use caucus_proto::{Chain, ContactId, EntryId, EventId, GroupId, Hlc, Operation, Role};
+use common::{PASS, contact, envelopes, init, join, link, sync};
 
-const PASS: &[u8] = b"test";
 const HOUR_MS: u64 = 3_600_000;
-
-fn kdf() -> KdfParams {
-    KdfParams::new(19 * 1024, 2, 1).unwrap()
-}
-
-fn init(dir: &Path, name: &str) -> Node {
-    Node::init(&dir.join(name), PASS, name, "laptop", kdf()).unwrap()
-}
-
-/// Every envelope `from` holds in `group`.
-fn envelopes(from: &Node, group: &GroupId) -> Vec<Vec<u8>> {
-    let entries = from.store().entries(group).unwrap();
-    entries.into_iter().map(|e| e.envelope).collect()
-}
-
-/// Hands everything `from` holds to `to`.
-fn sync(from: &Node, to: &mut Node, group: &GroupId) {
-    to.receive(group, envelopes(from, group)).unwrap();
-}
-
-/// `joiner` joins `group` with an invite `host` answers, offline, and catches up.
-fn join(host: &mut Node, joiner: &mut Node, group: &GroupId) {
-    let ticket = host
-        .create_invite(group, Vec::new(), now_ms() + 600_000)
-        .unwrap();
-    let (waiting, hello) = joiner.start_join(&ticket).unwrap();
-    let (g, welcome) = host.accept_join(&hello).unwrap();
-    assert_eq!(g, *group);
-    assert_eq!(joiner.finish_join(waiting, &welcome).unwrap(), *group);
-    sync(host, joiner, group);
-    assert!(joiner.state(group).unwrap().is_member(&joiner.identity()));
-}
-
-fn contact(n: u8, name: &str) -> Operation {
-    Operation::ContactSet {
-        contact: ContactId([n; 16]),
-        fields: vec![ContactField::Name(name.into())],
-    }
-}
 
 /// The clock an applied entry of `node` was stamped with.
 fn stamp(node: &Node, group: &GroupId, id: &EntryId) -> Hlc {
@@ -285,20 +243,8 @@ fn revoking_the_device_that_holds_the_identity_key_says_the_identity_is_compromi
     join(&mut alice, &mut bob, &g);
 
     // Bob links a phone: his laptop certifies it and records it.
-    let (code, host) = bob.start_link_host().unwrap();
-    let phone_keys = DeviceKeys::generate_unlinked(&mut rand::rng());
-    let (waiting, request) =
-        LinkNewDevice::start(&code, &phone_keys, "phone", &mut rand::rng()).unwrap();
-    let (cert, grant) = bob.accept_link(host, &request).unwrap();
-    let phone = Node::create_linked(
-        &dir.path().join("bob-phone"),
-        PASS,
-        kdf(),
-        phone_keys,
-        waiting,
-        &grant,
-    )
-    .unwrap();
+    let phone = link(&mut bob, dir.path(), "bob-phone");
+    let cert = phone.cert().clone();
     assert!(!phone.holds_identity());
     sync(&bob, &mut alice, &g);
     let state = alice.state(&g).unwrap();

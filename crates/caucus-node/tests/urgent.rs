@@ -6,36 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use caucus_crypto::at_rest::KdfParams;
+mod common;
+
 use caucus_net::Multiaddr;
-use caucus_node::{Node, NodeConfig, NodeEvent, Running, link_new_device, now_ms};
+use caucus_node::{NodeEvent, Running, link_new_device, now_ms};
 use caucus_proto::{ContactField, ContactId, GroupId, NoticeContent, NoticeId, Operation};
+use common::{PASS, WAIT, config, kdf, start, until};
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-const PASS: &[u8] = b"test";
-const WAIT: Duration = Duration::from_secs(60);
-
-fn config(peers: &[Multiaddr]) -> NodeConfig {
-    let mut net = caucus_net::Config::loopback();
-    net.bootstrap = peers.to_vec();
-    net.resync_interval = Duration::from_secs(2);
-    NodeConfig {
-        net,
-        ..NodeConfig::default()
-    }
-}
-
-fn kdf() -> KdfParams {
-    KdfParams::new(19 * 1024, 2, 1).unwrap()
-}
-
-async fn start(home: &Path, name: &str, peers: &[Multiaddr]) -> (Running, Vec<Multiaddr>) {
-    let node = Node::init(home, PASS, name, "laptop", kdf()).unwrap();
-    let r = Running::start(node, config(peers)).await.unwrap();
-    let addrs = r.wait_listening(Duration::from_secs(10)).await.unwrap();
-    (r, addrs)
-}
 
 /// Founder plus `n - 1` members who joined with invites answered by the founder.
 async fn committee(dir: &Path, n: usize) -> (GroupId, Vec<Running>, Vec<Multiaddr>) {
@@ -56,14 +33,6 @@ async fn committee(dir: &Path, n: usize) -> (GroupId, Vec<Running>, Vec<Multiadd
 
 fn members(r: &Running, g: &GroupId) -> usize {
     r.with_node(|n| n.state(g).unwrap().current_members().count())
-}
-
-async fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
