@@ -428,7 +428,7 @@ async fn run() -> Result<()> {
         .await?;
     let delivered = || -> Result<(u32, u32)> {
         laptop.with_node(|n| {
-            let d = n.state(&g)?.delivered(&notice).context("notice unknown")?;
+            let d = n.delivery(&g, &notice).context("notice unknown")?;
             Ok((d.acked, d.total))
         })
     };

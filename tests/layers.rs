@@ -240,7 +240,7 @@ async fn campaign(mut c: Committee) -> (Committee, Campaign) {
     watch
         .until("every member to acknowledge the notice", || {
             c.laptop.with_node(|n| {
-                let d = n.state(&g).unwrap().delivered(&notice).unwrap();
+                let d = n.delivery(&g, &notice).unwrap();
                 (d.acked, d.total) == (2, 2)
             })
         })

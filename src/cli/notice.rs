@@ -103,8 +103,9 @@ pub(super) async fn notice(ctx: &mut Ctx, n: NoticeCmd) -> Result<()> {
             let nid = ctx.node().find_notice(&g, &id)?;
             let state = ctx.node().state(&g)?;
             let n = state.notice(&nid).context("notice not found")?;
-            let d = state
-                .delivered(&nid)
+            let d = ctx
+                .node()
+                .delivery(&g, &nid)
                 .unwrap_or(caucus_model::Delivery { acked: 0, total: 0 });
             if json {
                 println!(

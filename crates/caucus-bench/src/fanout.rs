@@ -224,9 +224,7 @@ pub(crate) async fn caucus_fanout(n: usize, rounds: usize, auto_ack: bool) -> Re
         while auto_ack
             && Instant::now() < settle
             && nodes[0].with_node(|node| {
-                node.state(&g)
-                    .ok()
-                    .and_then(|s| s.delivered(&notice))
+                node.delivery(&g, &notice)
                     .is_some_and(|d| d.acked < d.total)
             })
         {

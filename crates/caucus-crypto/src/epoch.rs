@@ -8,6 +8,7 @@
 //! | context | what |
 //! |---|---|
 //! | `caucus v1 epoch content key` | the XChaCha20-Poly1305 key sealing entry bodies |
+//! | `caucus v1 epoch receipt key` | the XChaCha20-Poly1305 key sealing receipts ([`crate::receipt`]) |
 //! | `caucus v1 epoch membership key` | the seed of the Ed25519 **membership key** signing every envelope's proof |
 //! | `caucus v1 epoch key id` | a public fingerprint telling two secrets of one epoch apart |
 //! | `caucus v1 epoch gossip topic` | a topic name that tells an observer nothing |
@@ -74,6 +75,7 @@ pub struct EpochKeys {
     epoch: u64,
     secret: EpochSecret,
     content_key: Zeroizing<[u8; 32]>,
+    receipt_key: Zeroizing<[u8; 32]>,
     membership: SigningKey,
     membership_public: VerifyingKey,
     key_id: KeyId,
@@ -93,6 +95,7 @@ impl EpochKeys {
     pub fn derive(group: GroupId, epoch: u64, secret: EpochSecret) -> Self {
         let m = material(&secret, &group, epoch);
         let content_key = Zeroizing::new(blake3::derive_key("caucus v1 epoch content key", &*m));
+        let receipt_key = Zeroizing::new(blake3::derive_key("caucus v1 epoch receipt key", &*m));
         let seed = Zeroizing::new(blake3::derive_key("caucus v1 epoch membership key", &*m));
         let membership = SigningKey::from_bytes(&seed);
         let id = blake3::derive_key("caucus v1 epoch key id", &*m);
@@ -105,6 +108,7 @@ impl EpochKeys {
             membership_public: membership.verifying_key(),
             secret,
             content_key,
+            receipt_key,
             membership,
             key_id: KeyId(key_id),
             topic,
@@ -180,6 +184,10 @@ impl EpochKeys {
 
     pub(crate) fn content_key(&self) -> &[u8; 32] {
         &self.content_key
+    }
+
+    pub(crate) fn receipt_key(&self) -> &[u8; 32] {
+        &self.receipt_key
     }
 
     pub(crate) fn membership(&self) -> &SigningKey {

@@ -33,6 +33,7 @@ pub mod invite;
 pub mod keys;
 pub mod link;
 mod noise;
+pub mod receipt;
 pub mod seal;
 pub mod secret;
 

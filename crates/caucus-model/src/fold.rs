@@ -60,6 +60,7 @@ impl View {
             e.op,
             Operation::NoteAdded { .. }
                 | Operation::NoticeAcked { .. }
+                | Operation::NoticeDelivered { .. }
                 | Operation::ContactSet { .. }
         )
     }
@@ -260,6 +261,18 @@ impl View {
                     .filter(|n| n.posted.fold_key() < e.fold_key())
                     .ok_or(Reason::UnknownNotice)?;
                 n.acks.insert(e.author.identity);
+            }
+            Operation::NoticeDelivered { notice, members } => {
+                let n = self
+                    .notices
+                    .get_mut(notice)
+                    .filter(|n| n.posted.fold_key() < e.fold_key())
+                    .ok_or(Reason::UnknownNotice)?;
+                // The poster's record of the receipts it got; nobody else's.
+                if n.posted_by != e.author.identity {
+                    return Err(Reason::NotTheirOwn("record deliveries of notices"));
+                }
+                n.acks.extend(members.iter().copied());
             }
             // Decided by the authority resolution before the content fold.
             Operation::MemberAdded { .. }

@@ -66,6 +66,7 @@
 //! | `NoticeChanged` (to not urgent), `NoticeCancelled` | notices they posted | any notice |
 //! | `NoticePosted` / `NoticeChanged` with `urgent: true` | no | yes |
 //! | `NoticeAcked` | yes | yes |
+//! | `NoticeDelivered` (the receipts a notice's sender got) | notices they posted | notices they posted |
 //! | `DeviceLinked` | their own devices | any current member's |
 //! | `DeviceRevoked` | their own devices | any device |
 //! | `MemberAdded`, `MemberRemoved`, `RoleChanged` | no | yes |

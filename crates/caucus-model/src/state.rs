@@ -82,7 +82,8 @@ impl Subject {
             Op::NoticePosted { notice, .. }
             | Op::NoticeChanged { notice, .. }
             | Op::NoticeCancelled { notice }
-            | Op::NoticeAcked { notice } => Some(Subject::Notice(*notice)),
+            | Op::NoticeAcked { notice }
+            | Op::NoticeDelivered { notice, .. } => Some(Subject::Notice(*notice)),
             Op::FollowupSet { followup, .. } | Op::FollowupDone { followup, .. } => {
                 Some(Subject::Followup(*followup))
             }

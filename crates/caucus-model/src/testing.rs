@@ -632,7 +632,13 @@ pub fn arb_content_op() -> BoxedStrategy<Operation> {
         1 => (notice_id.clone(), content)
             .prop_map(|(notice, content)| Operation::NoticeChanged { notice, content }),
         1 => notice_id.clone().prop_map(|notice| Operation::NoticeCancelled { notice }),
-        2 => notice_id.prop_map(|notice| Operation::NoticeAcked { notice }),
+        2 => notice_id.clone().prop_map(|notice| Operation::NoticeAcked { notice }),
+        1 => (notice_id, proptest::collection::btree_set(0u8..6, 1..4)).prop_map(
+            |(notice, people)| Operation::NoticeDelivered {
+                notice,
+                members: people.into_iter().map(identity).collect(),
+            }
+        ),
     ]
     .boxed()
 }

@@ -435,6 +435,33 @@ fn notices_post_change_cancel_expire_and_ack() {
         Operation::NoticeAcked { notice: notice(1) },
     ));
     assert_eq!(r, Outcome::Rejected(Reason::NotAMember));
+    // The poster's delivery record adds the members whose receipts it got; nobody
+    // else may write one, not even the founder.
+    let who: Vec<_> = s.current_members().map(|m| m.identity).collect();
+    let r = s.insert(entry(
+        cast.founder.author(0),
+        at(106),
+        Operation::NoticeDelivered {
+            notice: notice(1),
+            members: who.clone(),
+        },
+    ));
+    assert_eq!(
+        r,
+        Outcome::Rejected(Reason::NotTheirOwn("record deliveries of notices"))
+    );
+    s.insert(entry(
+        cast.members[1].author(0),
+        at(107),
+        Operation::NoticeDelivered {
+            notice: notice(1),
+            members: who,
+        },
+    ));
+    assert_eq!(
+        s.delivered(&notice(1)),
+        Some(Delivery { acked: 4, total: 4 })
+    );
     // Cancel is sticky against a later change.
     s.insert(entry(
         fatou(&cast),

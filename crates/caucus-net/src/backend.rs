@@ -17,7 +17,7 @@
 //! be quick: a SQLite implementation answers from indexed queries.
 
 use caucus_crypto::{RelayToken, verify_proof};
-use caucus_proto::{EntryId, Envelope, GroupId};
+use caucus_proto::{EntryId, Envelope, GroupId, SealedReceipt};
 use caucus_sync::{EntryIndex, MemoryIndex};
 use libp2p::identity::ed25519;
 use std::collections::HashMap;
@@ -85,6 +85,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Whether `proof` is a valid membership proof over `binding` for `group`.
     fn verify_session_proof(&self, group: &GroupId, binding: &[u8], proof: &[u8]) -> bool;
+
+    /// Receipts for `entry`, an entry this node published, arrived (see
+    /// [`crate::receipts`]): still sealed, unchecked. By default ignored (relays, tests).
+    fn receipts(&self, group: &GroupId, entry: &EntryId, receipts: Vec<SealedReceipt>) {
+        let _ = (group, entry, receipts);
+    }
 
     /// Answers a join or link request arriving on `/caucus/handshake/1` (see
     /// [`crate::handshake`]): the reply, or a short reason without secrets. The default

@@ -23,6 +23,11 @@
 //!   message decoded and checked through the backend before it is forwarded.
 //! - **Catch-up** ([`sync`]): `/caucus/sync/1` over `libp2p-stream`, driving a
 //!   `caucus_sync::Session`, started when a peer subscribes to one of our topics.
+//! - **Receipts** ([`receipts`]): `/caucus/receipt/1` carries sealed receipts for
+//!   urgent notices back along the path each notice came by, batched per hop.
+//! - **Storing gossip**: verified entries go through one bounded queue
+//!   ([`STORE_QUEUE`]) to one worker that hands the backend up to [`STORE_BATCH`] at
+//!   a time.
 //! - **Bounds**: connection limits, idle timeout, per-peer and total sync sessions,
 //!   frame limits, penalties (disconnect and a temporary ban) for misbehaving peers.
 //!
@@ -33,13 +38,14 @@ pub mod framing;
 pub mod gossip;
 pub mod handshake;
 mod network;
+pub mod receipts;
 pub mod sync;
 
 pub use backend::{
     Backend, BackendError, GroupKeys, MemoryBackend, Validation, validate_with_tokens,
 };
 pub use handshake::{HandshakeError, HandshakeKind};
-pub use network::{Config, NetError, Network, RelayLimits};
+pub use network::{Config, NetError, Network, RelayLimits, STORE_BATCH, STORE_QUEUE};
 pub use sync::{SYNC_PROTOCOL, SyncLimits};
 
 pub use libp2p::multiaddr::Protocol;

@@ -10,9 +10,10 @@
 use crate::backend::Backend;
 use crate::gossip::{self, Verdict};
 use crate::handshake;
+use crate::receipts::{self, Outgoing, Route, Routes};
 use crate::sync::{self, Slots, SyncCtx, SyncLimits, SyncNote};
 use crate::{COMMAND_QUEUE, EVENT_QUEUE, NetEvent, Origin};
-use caucus_proto::{EntryId, GroupId};
+use caucus_proto::{EntryId, GroupId, SealedReceipt};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PeerScoreThresholds, TopicHash};
 use libp2p::multiaddr::Protocol;
@@ -36,6 +37,18 @@ const STREAM_ATTEMPT: Duration = Duration::from_secs(5);
 
 /// Misbehaviour reports queued from sync tasks to the swarm task.
 const MISBEHAVIOUR_QUEUE: usize = 256;
+
+/// Receipt batches read from peers, queued for the swarm task.
+const RECEIPT_QUEUE: usize = 256;
+
+/// Gossiped entries waiting for the store worker. When full, a verified entry is not
+/// forwarded and not stored (gossipsub is told to ignore it, not to penalize anyone):
+/// catch-up sync fetches it later. A bound, not a burst of blocking tasks.
+pub const STORE_QUEUE: usize = 1_024;
+
+/// Most gossiped entries the store worker hands the backend in one call (one
+/// transaction, one batch signature verification).
+pub const STORE_BATCH: usize = 256;
 
 /// Identify protocol version string: the same for every caucus node.
 const IDENTIFY_PROTOCOL: &str = "/caucus/id/1";
@@ -220,6 +233,14 @@ enum Command {
     Listeners(oneshot::Sender<Vec<Multiaddr>>),
     Connected(oneshot::Sender<Vec<PeerId>>),
     Score(PeerId, oneshot::Sender<Option<f64>>),
+    /// A receipt of this node's, sent back the way `entry` came; answers whether there
+    /// was a way.
+    Receipt {
+        group: GroupId,
+        entry: EntryId,
+        receipt: SealedReceipt,
+        reply: oneshot::Sender<bool>,
+    },
     Shutdown,
 }
 
@@ -290,6 +311,17 @@ impl Network {
             .accept(handshake::HANDSHAKE_PROTOCOL)
             .map_err(|e| NetError::Build(e.to_string()))?;
         tokio::spawn(handshake::accept_loop(handshakes, backend.clone()));
+        let receipt_streams = control
+            .accept(receipts::RECEIPT_PROTOCOL)
+            .map_err(|e| NetError::Build(e.to_string()))?;
+        let (receipts_tx, receipts_rx) = mpsc::channel(RECEIPT_QUEUE);
+        tokio::spawn(receipts::accept_loop(receipt_streams, receipts_tx));
+        let (store_tx, store_rx) = mpsc::channel(STORE_QUEUE);
+        {
+            let backend = backend.clone();
+            let events = ev_tx.clone();
+            tokio::task::spawn_blocking(move || store_worker(store_rx, backend, events));
+        }
         let handle_control = control.clone();
         let driver = Driver {
             swarm,
@@ -310,8 +342,13 @@ impl Network {
             connecting: HashMap::new(),
             reserving: std::collections::HashSet::new(),
             circuit_listeners: HashMap::new(),
+            store: store_tx,
+            store_full: 0,
+            routes: Routes::default(),
+            outgoing: Outgoing::default(),
+            flush_armed: false,
         };
-        tokio::spawn(driver.run(cmd_rx, bad_rx));
+        tokio::spawn(driver.run(cmd_rx, bad_rx, receipts_rx));
         Ok((
             Network {
                 local,
@@ -488,6 +525,26 @@ impl Network {
         reply(rx).await
     }
 
+    /// Sends this node's receipt for `entry` back the way the entry came (see
+    /// [`crate::receipts`]). `Ok(false)`: there is no way (the entry came by sync, or long
+    /// ago); the caller falls back to something durable.
+    pub async fn send_receipt(
+        &self,
+        group: GroupId,
+        entry: EntryId,
+        receipt: SealedReceipt,
+    ) -> Result<bool, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Receipt {
+            group,
+            entry,
+            receipt,
+            reply: tx,
+        })
+        .await?;
+        reply(rx).await
+    }
+
     /// Stops the swarm task (running sync sessions end when their connections close).
     pub async fn shutdown(&self) -> Result<(), NetError> {
         self.send(Command::Shutdown).await
@@ -626,6 +683,71 @@ struct Driver {
     reserving: std::collections::HashSet<PeerId>,
     /// The relay behind each circuit listener this node opened.
     circuit_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
+    /// Verified gossip waiting for the store worker.
+    store: mpsc::Sender<ToStore>,
+    /// Verified gossip left to sync because the store queue was full.
+    store_full: u64,
+    /// Which peer delivered each recent entry, for receipts.
+    routes: Routes,
+    /// Receipts gathering before they move on.
+    outgoing: Outgoing,
+    /// Whether a flush of `outgoing` is due.
+    flush_armed: bool,
+}
+
+/// One verified gossiped entry for the store worker.
+struct ToStore {
+    group: GroupId,
+    entry: EntryId,
+    bytes: Vec<u8>,
+    source: PeerId,
+}
+
+/// Stores gossiped entries as they come, many per backend call: takes what is queued
+/// (up to [`STORE_BATCH`]), hands each group's share to the backend at once, reports
+/// what was stored. Runs on one blocking thread until the swarm task ends.
+fn store_worker(
+    mut queue: mpsc::Receiver<ToStore>,
+    backend: Arc<dyn Backend>,
+    events: mpsc::Sender<NetEvent>,
+) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < STORE_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let mut by_group: HashMap<GroupId, Vec<ToStore>> = HashMap::new();
+        for item in batch {
+            by_group.entry(item.group).or_default().push(item);
+        }
+        for (group, items) in by_group {
+            let reported: Vec<(EntryId, PeerId)> =
+                items.iter().map(|i| (i.entry, i.source)).collect();
+            let result = backend.store(
+                &group,
+                items.into_iter().map(|i| (i.entry, i.bytes)).collect(),
+            );
+            match result {
+                // Refused entries failed the backend's own checks; the rest are stored.
+                Ok(_) | Err(crate::BackendError::Refused(_)) => {
+                    for (id, source) in reported {
+                        let _ = events.try_send(NetEvent::EntryReceived {
+                            group,
+                            id,
+                            origin: Origin::Gossip(source),
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    count = reported.len(),
+                    "storing gossiped entries failed: {e}"
+                ),
+            }
+        }
+    }
 }
 
 impl Driver {
@@ -645,11 +767,24 @@ impl Driver {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut bad: mpsc::Receiver<SyncNote>,
+        mut receipts_in: mpsc::Receiver<receipts::Inbound>,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks: u64 = 0;
+        let flush = tokio::time::sleep(receipts::RECEIPT_FLUSH);
+        tokio::pin!(flush);
         loop {
+            if self.flush_armed && flush.is_elapsed() {
+                flush
+                    .as_mut()
+                    .reset(Instant::now() + receipts::RECEIPT_FLUSH);
+            }
             tokio::select! {
+                () = &mut flush, if self.flush_armed => self.flush_receipts(),
+                Some(inbound) = receipts_in.recv() => {
+                    let batch = inbound.batch;
+                    self.on_receipts(Some(inbound.from), batch.group, batch.entry, batch.receipts);
+                }
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
                 cmd = commands.recv() => match cmd {
                     None | Some(Command::Shutdown) => break,
@@ -721,6 +856,44 @@ impl Driver {
         for p in expired {
             self.bans.remove(&p);
             self.swarm.behaviour_mut().blocked.unblock_peer(p);
+        }
+    }
+
+    /// Routes receipts for `entry`, from `from` (`None`: this node's own): to the
+    /// backend if this node published it, else queued for the peer that delivered it.
+    /// False if there is no way.
+    fn on_receipts(
+        &mut self,
+        from: Option<PeerId>,
+        group: GroupId,
+        entry: EntryId,
+        receipts: Vec<SealedReceipt>,
+    ) -> bool {
+        let count = u32::try_from(receipts.len()).unwrap_or(u32::MAX);
+        match self.routes.route(&entry, from, count) {
+            Route::Here => {
+                let backend = self.backend.clone();
+                tokio::task::spawn_blocking(move || backend.receipts(&group, &entry, receipts));
+                true
+            }
+            Route::Peer(peer) => {
+                if self.outgoing.push(peer, group, entry, receipts) {
+                    self.flush_armed = true;
+                }
+                true
+            }
+            Route::None => {
+                tracing::debug!(%entry, count, "receipts with no way back dropped");
+                false
+            }
+        }
+    }
+
+    /// Sends every gathered receipt batch on to its next hop.
+    fn flush_receipts(&mut self) {
+        self.flush_armed = false;
+        for (peer, batch) in self.outgoing.take() {
+            tokio::spawn(receipts::send(self.control.clone(), peer, batch));
         }
     }
 
@@ -829,6 +1002,7 @@ impl Driver {
                     None => Err(NetError::UnknownGroup),
                     Some(hash) => {
                         let id = EntryId::of_encoded(&envelope);
+                        self.routes.published(id);
                         match self.swarm.behaviour_mut().gossipsub.publish(hash, envelope) {
                             Ok(_) => Ok(id),
                             // Nobody to tell yet: sync will carry it when peers come.
@@ -860,6 +1034,15 @@ impl Driver {
             }
             Command::Score(peer, tx) => {
                 let _ = tx.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
+            }
+            Command::Receipt {
+                group,
+                entry,
+                receipt,
+                reply,
+            } => {
+                let routed = self.on_receipts(None, group, entry, vec![receipt]);
+                let _ = reply.send(routed);
             }
             Command::Shutdown => {}
         }
@@ -1116,25 +1299,35 @@ impl Driver {
         let acceptance = match (&verdict, group) {
             (Verdict::Accept(entry), Some(group)) => {
                 // The membership proof verified: forward now, store off the swarm task.
-                // Storing (open, verify, fold, one durable transaction) takes
-                // milliseconds; doing it before forwarding would add them to every hop.
-                let backend = self.backend.clone();
-                let events = self.events.clone();
+                // Storing (open, verify, fold, one transaction) takes a fraction of a
+                // millisecond per entry in batches; doing it before forwarding would add
+                // it to every hop.
                 let entry = *entry;
-                self.emit(NetEvent::GossipVerified { group, id: entry });
-                tokio::task::spawn_blocking(move || {
-                    match backend.store(&group, vec![(entry, message.data)]) {
-                        Ok(_) => {
-                            let _ = events.try_send(NetEvent::EntryReceived {
-                                group,
-                                id: entry,
-                                origin: Origin::Gossip(source),
-                            });
-                        }
-                        Err(e) => tracing::warn!("storing a gossiped entry failed: {e}"),
+                let item = ToStore {
+                    group,
+                    entry,
+                    bytes: message.data,
+                    source,
+                };
+                match self.store.try_send(item) {
+                    Ok(()) => {
+                        self.routes.delivered(entry, source);
+                        self.emit(NetEvent::GossipVerified { group, id: entry });
+                        MessageAcceptance::Accept
                     }
-                });
-                MessageAcceptance::Accept
+                    Err(_) => {
+                        // Not forwarded either: a node that cannot keep up should not
+                        // pass on what it has not stored. Sync brings it later.
+                        self.store_full += 1;
+                        if self.store_full.is_power_of_two() {
+                            tracing::warn!(
+                                left_to_sync = self.store_full,
+                                "store queue full; gossiped entries left to sync"
+                            );
+                        }
+                        MessageAcceptance::Ignore
+                    }
+                }
             }
             (Verdict::Reject(reason), _) => {
                 let reason = *reason;

@@ -222,55 +222,54 @@ pub fn serve(running: Arc<Running>, path: &Path) -> Result<(), NodeError> {
 
 async fn handle(running: &Running, mut stream: UnixStream) -> Result<(), NodeError> {
     let request: Request = read_frame(&mut stream).await?;
-    let reply =
-        match request {
-            Request::Write { group, op } => match running.write(&group, op).await {
-                Ok(id) => Reply::Written { ids: vec![id] },
-                Err(e) => Reply::Error(e.to_string()),
-            },
-            Request::WriteMany { group, ops } => match running.write_many(&group, ops).await {
-                Ok(ids) => Reply::Written { ids },
-                Err(e) => Reply::Error(e.to_string()),
-            },
-            Request::Status => Reply::Status(status(running).await),
-            Request::Delivery { group, notice } => running.with_node(|n| {
-                match n.state(&group).ok().and_then(|s| s.delivered(&notice)) {
-                    Some(d) => Reply::Delivery {
-                        acked: d.acked,
-                        total: d.total,
+    let reply = match request {
+        Request::Write { group, op } => match running.write(&group, op).await {
+            Ok(id) => Reply::Written { ids: vec![id] },
+            Err(e) => Reply::Error(e.to_string()),
+        },
+        Request::WriteMany { group, ops } => match running.write_many(&group, ops).await {
+            Ok(ids) => Reply::Written { ids },
+            Err(e) => Reply::Error(e.to_string()),
+        },
+        Request::Status => Reply::Status(status(running).await),
+        Request::Delivery { group, notice } => {
+            running.with_node(|n| match n.delivery(&group, &notice) {
+                Some(d) => Reply::Delivery {
+                    acked: d.acked,
+                    total: d.total,
+                },
+                None => Reply::Error("unknown notice".into()),
+            })
+        }
+        Request::Rotate { group } => match running.with_node(|n| n.rotate_epoch(&group)) {
+            Ok(epoch) => Reply::Rotated { epoch },
+            Err(e) => Reply::Error(e.to_string()),
+        },
+        Request::Link => match running.host_link() {
+            Ok((code, done)) => {
+                let addresses = running
+                    .listen_addrs()
+                    .await
+                    .unwrap_or_default()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                write_frame(
+                    &mut stream,
+                    &Reply::LinkCode {
+                        code: code.reveal().to_string(),
+                        addresses,
                     },
-                    None => Reply::Error("unknown notice".into()),
+                )
+                .await?;
+                match tokio::time::timeout(crate::running::LINK_WINDOW, done).await {
+                    Ok(Ok(cert)) => Reply::Linked { label: cert.label },
+                    _ => Reply::Error("no device linked with the code in time".into()),
                 }
-            }),
-            Request::Rotate { group } => match running.with_node(|n| n.rotate_epoch(&group)) {
-                Ok(epoch) => Reply::Rotated { epoch },
-                Err(e) => Reply::Error(e.to_string()),
-            },
-            Request::Link => match running.host_link() {
-                Ok((code, done)) => {
-                    let addresses = running
-                        .listen_addrs()
-                        .await
-                        .unwrap_or_default()
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect();
-                    write_frame(
-                        &mut stream,
-                        &Reply::LinkCode {
-                            code: code.reveal().to_string(),
-                            addresses,
-                        },
-                    )
-                    .await?;
-                    match tokio::time::timeout(crate::running::LINK_WINDOW, done).await {
-                        Ok(Ok(cert)) => Reply::Linked { label: cert.label },
-                        _ => Reply::Error("no device linked with the code in time".into()),
-                    }
-                }
-                Err(e) => Reply::Error(e.to_string()),
-            },
-        };
+            }
+            Err(e) => Reply::Error(e.to_string()),
+        },
+    };
     write_frame(&mut stream, &reply).await
 }
 

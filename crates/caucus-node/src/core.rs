@@ -121,6 +121,9 @@ pub(crate) struct GroupCore {
     deliveries_taken: BTreeSet<EntryId>,
     /// The winning delivery last sealed under and the key it gave.
     sealing: Option<(EntryId, KeyId)>,
+    /// Members whose receipts for this device's urgent notices came in and are not yet
+    /// recorded in a `NoticeDelivered` entry (see `receipts.rs`).
+    pub(crate) receipts: BTreeMap<NoticeId, BTreeSet<IdentityKey>>,
 }
 
 impl GroupCore {
@@ -132,6 +135,7 @@ impl GroupCore {
             authority_generation: 0,
             deliveries_taken: BTreeSet::new(),
             sealing: None,
+            receipts: BTreeMap::new(),
         }
     }
 
@@ -171,7 +175,7 @@ pub struct OpenedSummary {
     pub author: IdentityKey,
     /// For a posted notice: its id and whether it is urgent.
     pub notice: Option<(NoticeId, bool)>,
-    /// For an acknowledgement: the notice acknowledged.
+    /// For an acknowledgement or a delivery record: the notice it is about.
     pub ack: Option<NoticeId>,
 }
 
@@ -237,6 +241,8 @@ pub struct Node {
     rotated: bool,
     /// Entries refused since this node started, by reason (see [`Node::refused_counts`]).
     refused: Refusals,
+    /// Entries opened (decrypted and verified) since this node started.
+    opened: u64,
 }
 
 impl std::fmt::Debug for Node {
@@ -328,6 +334,7 @@ impl Node {
             outbox: Vec::new(),
             rotated: false,
             refused: Refusals::default(),
+            opened: 0,
         })
     }
 
@@ -359,6 +366,7 @@ impl Node {
             outbox: Vec::new(),
             rotated: false,
             refused: Refusals::default(),
+            opened: 0,
         };
         for (group, _founder) in node.store.groups()? {
             node.load(group)?;
@@ -692,7 +700,7 @@ impl Node {
     /// key for epoch 1. A device linked or joined after that delivery (so not one of its
     /// recipients, but a current device) seals with the key its grant or welcome gave.
     /// A device neither given the key nor current is refused: it was removed or revoked.
-    fn sealing_key(&mut self, group: &GroupId) -> Result<(u64, KeyId), NodeError> {
+    pub(crate) fn sealing_key(&mut self, group: &GroupId) -> Result<(u64, KeyId), NodeError> {
         let me = self.device.device_key();
         let core = self.groups.get_mut(group).ok_or(NodeError::UnknownGroup)?;
         let state = core.state.state();
@@ -754,6 +762,12 @@ impl Node {
     /// ...), counted by reason. Entries waiting for earlier ones are not counted.
     pub fn refused_counts(&self) -> &BTreeMap<&'static str, u64> {
         &self.refused.counts
+    }
+
+    /// Entries opened (decrypted, verified, folded) since this node started, its own
+    /// writes included: what receiving costs, counted.
+    pub fn opened_count(&self) -> u64 {
+        self.opened
     }
 
     /// This device's entries written since the last call, to publish. A running node
@@ -1040,6 +1054,7 @@ impl Node {
                 before_commit,
             )?;
             let mut authority = false;
+            self.opened += opened.len() as u64;
             for e in &opened {
                 authority |= e.op.is_authority();
                 match core.state.state().status(&e.id) {
@@ -1063,7 +1078,8 @@ impl Node {
                     _ => None,
                 },
                 ack: match &e.op {
-                    Operation::NoticeAcked { notice } => Some(*notice),
+                    Operation::NoticeAcked { notice }
+                    | Operation::NoticeDelivered { notice, .. } => Some(*notice),
                     _ => None,
                 },
             }));
@@ -1529,7 +1545,7 @@ fn with_current_cuts(state: &State, op: Operation) -> Operation {
 }
 
 /// The keys of `epoch` with `key_id` in `keyring`.
-fn sealing_keys(
+pub(crate) fn sealing_keys(
     keyring: &Keyring,
     epoch: u64,
     key_id: KeyId,

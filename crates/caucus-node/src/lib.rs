@@ -22,12 +22,13 @@ pub mod control;
 mod core;
 mod home;
 pub mod netopts;
+mod receipts;
 pub mod relay;
 pub mod requests;
 mod running;
 mod session;
-pub mod views;
 mod verify;
+pub mod views;
 
 pub use crate::core::{
     GroupInfo, InviteInfo, MAX_CLOCK_AHEAD_MS, Node, OpenedSummary, Received, Revoked, now_ms,
@@ -35,8 +36,8 @@ pub use crate::core::{
 pub use home::Home;
 pub use netopts::{Multiaddr, NetOptions, PeerId, link_device};
 pub use running::{
-    ENTRY_EVENTS_AT_MOST, LINK_WINDOW, NODE_EVENT_QUEUE, NodeConfig, NodeEvent, Running,
-    SyncStatus, link_new_device,
+    ENTRY_EVENTS_AT_MOST, LINK_WINDOW, NODE_EVENT_QUEUE, NodeConfig, NodeEvent,
+    RECEIPT_CONFIRM_WITHIN, RECORD_RECEIPTS_AFTER, Running, SyncStatus, link_new_device,
 };
 pub use session::Session;
 pub use verify::Reverified;

@@ -18,7 +18,7 @@ use caucus_crypto::link::{LinkHost, PairingCode};
 use caucus_net::{
     Backend, BackendError, HandshakeKind, Multiaddr, NetEvent, Network, PeerId, Validation,
 };
-use caucus_proto::{DeviceCert, EntryId, Envelope, GroupId, NoticeId, Operation};
+use caucus_proto::{DeviceCert, EntryId, Envelope, GroupId, NoticeId, Operation, SealedReceipt};
 use caucus_sync::EntryIndex;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -217,6 +217,8 @@ struct NodeBackend {
     /// Cleared by [`Running::shutdown`]: acknowledgements still waiting are not written
     /// (the home may be opened again as soon as the node stops).
     open: Arc<std::sync::atomic::AtomicBool>,
+    /// Groups whose receipts are due to be recorded ([`NodeBackend::record_soon`]).
+    recording: Arc<Mutex<std::collections::HashSet<GroupId>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -229,10 +231,11 @@ impl NodeBackend {
         let _ = self.events.send(ev);
     }
 
-    /// Reports what a receive stored, and acknowledges urgent notices from others.
+    /// Reports what a receive stored, and confirms urgent notices from others with a
+    /// receipt sent back to their sender (see `receipts.rs`).
     fn after_receive(&self, node: &mut Node, group: &GroupId, received: &Received, local: bool) {
         let me = node.identity();
-        let mut to_ack = Vec::new();
+        let mut to_confirm = Vec::new();
         let each = received.opened.len() <= ENTRY_EVENTS_AT_MOST;
         if !each {
             self.emit(NodeEvent::EntriesStored {
@@ -258,49 +261,126 @@ impl NodeBackend {
                         urgent,
                     });
                 }
-                // The sender's own device holds it too: it counts among the delivered.
-                if urgent && (self.auto_ack || local) {
-                    to_ack.push(notice);
+                if urgent && local {
+                    // The sender's own device holds it too: it counts among the delivered.
+                    node.count_own_receipt(group, &notice);
+                    self.emit_delivery(node, group, notice);
+                    self.record_soon(*group);
+                } else if urgent && self.auto_ack && e.author != me {
+                    to_confirm.push((e.id, notice));
                 }
             }
-            if let Some(notice) = e.ack
-                && let Ok(Some(d)) = node.state(group).map(|s| s.delivered(&notice))
-            {
-                self.emit(NodeEvent::AckReceived {
-                    group: *group,
-                    notice,
-                    acked: d.acked,
-                    total: d.total,
-                });
+            if let Some(notice) = e.ack {
+                self.emit_delivery(node, group, notice);
             }
         }
-        if to_ack.is_empty() {
+        if to_confirm.is_empty() {
             return;
         }
-        // The sender's own device counts at once. Other devices acknowledge a moment
-        // later, spread out, so that their acknowledgements (one entry per member, each
-        // stored by every member) do not compete with the notice itself while it is
-        // still reaching the rest of the group.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if !local => {
-                let (shared, net, group) = (self.node.clone(), self.net.get().cloned(), *group);
+        let sealed: Vec<_> = to_confirm
+            .into_iter()
+            .filter_map(
+                |(entry, notice)| match node.seal_receipt(group, &entry, &notice) {
+                    Ok(r) => Some((entry, notice, r)),
+                    Err(e) => {
+                        tracing::warn!(%entry, "could not seal a receipt: {e}");
+                        None
+                    }
+                },
+            )
+            .collect();
+        match (tokio::runtime::Handle::try_current(), self.net.get()) {
+            (Ok(runtime), Some(net)) => {
+                let (shared, net, group) = (self.node.clone(), net.clone(), *group);
                 let open = self.open.clone();
-                let delay = ACK_DELAY + ACK_SPREAD.mul_f64(rand::random::<f64>());
                 runtime.spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = tokio::task::spawn_blocking(move || {
-                        let mut node = lock(&shared);
-                        if !open.load(std::sync::atomic::Ordering::SeqCst) {
-                            return;
+                    let (mut sent, mut no_way) = (Vec::new(), Vec::new());
+                    for (entry, notice, receipt) in sealed {
+                        match net.send_receipt(group, entry, receipt).await {
+                            Ok(true) => sent.push(notice),
+                            _ => no_way.push(notice),
                         }
-                        acknowledge(&mut node, &group, to_ack);
-                        flush(net.as_ref(), &shared, &mut node);
-                    })
-                    .await;
+                    }
+                    let acknowledge_later = |notices: Vec<NoticeId>| {
+                        let (shared, net, open) = (shared.clone(), net.clone(), open.clone());
+                        tokio::task::spawn_blocking(move || {
+                            let mut node = lock(&shared);
+                            if !open.load(std::sync::atomic::Ordering::SeqCst) {
+                                return;
+                            }
+                            acknowledge(&mut node, &group, notices);
+                            flush(Some(&net), &shared, &mut node);
+                        })
+                    };
+                    if !no_way.is_empty() {
+                        // No way back to the sender (the notice came by sync): acknowledge
+                        // with an entry, a moment later, spread out, so that many of them
+                        // do not compete with the notice while it still reaches the group.
+                        let delay = ACK_DELAY + ACK_SPREAD.mul_f64(rand::random::<f64>());
+                        tokio::time::sleep(delay).await;
+                        let _ = acknowledge_later(no_way).await;
+                    }
+                    if !sent.is_empty() {
+                        // A receipt can be lost on the way (a connection closing under
+                        // it, a hop restarting). The sender's delivery record says
+                        // whether it arrived; if none names this member in time, an
+                        // entry says it instead (`acknowledge` skips what is recorded).
+                        tokio::time::sleep(RECEIPT_CONFIRM_WITHIN).await;
+                        let _ = acknowledge_later(sent).await;
+                    }
                 });
             }
-            _ => acknowledge(node, group, to_ack),
+            _ => {
+                let notices = sealed.into_iter().map(|(_, n, _)| n).collect();
+                acknowledge(node, group, notices);
+            }
         }
+    }
+
+    /// Tells subscribers the delivery of `notice` as this node now counts it.
+    fn emit_delivery(&self, node: &Node, group: &GroupId, notice: NoticeId) {
+        if let Some(d) = node.delivery(group, &notice) {
+            self.emit(NodeEvent::AckReceived {
+                group: *group,
+                notice,
+                acked: d.acked,
+                total: d.total,
+            });
+        }
+    }
+
+    /// Records the receipts of `group` in a `NoticeDelivered` entry after
+    /// [`RECORD_RECEIPTS_AFTER`] (once per wait: later receipts join the same entry).
+    fn record_soon(&self, group: GroupId) {
+        if !lock(&self.recording).insert(group) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (shared, net, open) = (
+            self.node.clone(),
+            self.net.get().cloned(),
+            self.open.clone(),
+        );
+        let recording = self.recording.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep(RECORD_RECEIPTS_AFTER).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                let mut node = lock(&shared);
+                lock(&recording).remove(&group);
+                if !open.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                match node.record_deliveries(&group) {
+                    Ok(n) if n > 0 => tracing::info!(entries = n, "receipts recorded"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("could not record receipts: {e}"),
+                }
+                flush(net.as_ref(), &shared, &mut node);
+            })
+            .await;
+        });
     }
 
     /// Publishes whatever this device wrote during the last operation.
@@ -309,7 +389,16 @@ impl NodeBackend {
     }
 }
 
-/// The shortest wait before another device acknowledges an urgent notice.
+/// How long the sender of an urgent notice gathers receipts before recording them in one
+/// `NoticeDelivered` entry (receipts arriving later go in the next one).
+pub const RECORD_RECEIPTS_AFTER: Duration = Duration::from_secs(2);
+
+/// How long a device that sent a receipt waits for the sender's delivery record to name
+/// its member before it acknowledges with an entry instead.
+pub const RECEIPT_CONFIRM_WITHIN: Duration = Duration::from_secs(15);
+
+/// The shortest wait before a device with no way back to the sender acknowledges an
+/// urgent notice with an entry.
 const ACK_DELAY: Duration = Duration::from_millis(50);
 /// How much longer, at most, chosen at random per device (see `after_receive`).
 const ACK_SPREAD: Duration = Duration::from_millis(200);
@@ -356,6 +445,19 @@ fn flush(net: Option<&Network>, shared: &Arc<Mutex<Node>>, node: &mut Node) {
 }
 
 impl Backend for NodeBackend {
+    fn receipts(&self, group: &GroupId, entry: &EntryId, receipts: Vec<SealedReceipt>) {
+        let mut node = lock(&self.node);
+        if let Some((notice, d)) = node.take_receipts(group, entry, &receipts) {
+            self.emit(NodeEvent::AckReceived {
+                group: *group,
+                notice,
+                acked: d.acked,
+                total: d.total,
+            });
+            self.record_soon(*group);
+        }
+    }
+
     fn with_index(&self, group: &GroupId, f: &mut dyn FnMut(&dyn EntryIndex)) -> bool {
         if let Some(reader) = &self.reader {
             let reader = lock(reader);
@@ -531,6 +633,7 @@ impl Running {
             reader,
             tokens: Mutex::default(),
             open: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            recording: Arc::default(),
         });
         let (net, mut net_events) = Network::spawn(config.net.clone(), backend.clone())
             .map_err(|e| NodeError::Net(e.to_string()))?;
@@ -833,6 +936,22 @@ impl Running {
 
     /// Stops the network and hands the node back (for a clean close).
     pub async fn shutdown(self) -> Result<(), NodeError> {
+        // Receipts not yet recorded are recorded now, and published while the network
+        // still runs (peers that miss it get it by sync).
+        let out = {
+            let mut node = lock(&self.node);
+            for group in node.group_ids() {
+                if node.has_unrecorded_receipts(&group)
+                    && let Err(e) = node.record_deliveries(&group)
+                {
+                    tracing::warn!("could not record receipts: {e}");
+                }
+            }
+            node.take_outbox()
+        };
+        for (group, bytes) in out {
+            let _ = self.net.publish(group, bytes).await;
+        }
         let _ = self.net.shutdown().await;
         let node = lock(&self.node);
         // Under the node lock: a waiting acknowledgement either wrote already or never will.
@@ -1015,6 +1134,7 @@ mod tests {
             reader: None,
             tokens: Mutex::default(),
             open: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            recording: Arc::default(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Real nodes on loopback (each its own SQLCipher home and libp2p swarm, in this
-//! process): an urgent notice reaches twenty members and nineteen acknowledgements come
-//! back; a join and a device link run over `/caucus/handshake/1`; a removed member's
+//! process): an urgent notice reaches twenty members, nineteen receipts come back to
+//! the sender, and each node stores and opens two entries for it, not one per member; a join and a device link run over `/caucus/handshake/1`; a removed member's
 //! node never opens what is written after the removal. Waits are on node events or on
 //! state, with bounds.
 
@@ -35,14 +35,27 @@ fn members(r: &Running, g: &GroupId) -> usize {
     r.with_node(|n| n.state(g).unwrap().current_members().count())
 }
 
+/// What a node has stored and opened so far, all groups.
+fn costs(r: &Running, g: &GroupId) -> (u64, u64) {
+    r.with_node(|n| (n.entry_count(g).unwrap(), n.opened_count()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_urgent_notice_reaches_twenty_and_nineteen_acks_come_back() {
+async fn an_urgent_notice_reaches_twenty_and_costs_each_of_them_two_entries() {
     let dir = tempfile::tempdir().unwrap();
     let (g, nodes, _) = committee(dir.path(), 20).await;
     until("every node to know all 20 members", || {
         nodes.iter().all(|r| members(r, &g) == 20)
     })
     .await;
+    let settled = nodes[0].with_node(|n| n.entry_count(&g).unwrap());
+    until("every node to hold every entry", || {
+        nodes
+            .iter()
+            .all(|r| r.with_node(|n| n.entry_count(&g).unwrap()) == settled)
+    })
+    .await;
+    let before: Vec<(u64, u64)> = nodes.iter().map(|r| costs(r, &g)).collect();
     let mut rx = nodes[0].subscribe();
     let notice = NoticeId([7; 16]);
     nodes[0]
@@ -62,28 +75,46 @@ async fn an_urgent_notice_reaches_twenty_and_nineteen_acks_come_back() {
         )
         .await
         .unwrap();
-    let mut others = std::collections::BTreeSet::new();
-    let me = nodes[0].with_node(|n| n.identity());
+    // The sender counts receipts as they come back: 20 of 20, itself included.
     let deadline = tokio::time::Instant::now() + WAIT;
-    while others.len() < 19 {
+    loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Ok(NodeEvent::AckReceived { notice: n, .. })) if n == notice => {
-                let acks = nodes[0].with_node(|node| {
-                    node.state(&g)
-                        .unwrap()
-                        .notice(&notice)
-                        .unwrap()
-                        .acks
-                        .clone()
-                });
-                others = acks.into_iter().filter(|a| *a != me).collect();
+            Ok(Ok(NodeEvent::AckReceived {
+                notice: n,
+                acked,
+                total,
+                ..
+            })) if n == notice => {
+                assert_eq!(total, 20);
+                if acked == 20 {
+                    break;
+                }
             }
             Ok(Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-            other => panic!("only {} of 19 acks: {other:?}", others.len()),
+            other => panic!("not every receipt came back: {other:?}"),
         }
     }
-    let d = nodes[0].with_node(|n| n.state(&g).unwrap().delivered(&notice).unwrap());
-    assert_eq!((d.acked, d.total), (20, 20));
+    // Then it records them in one entry, which every node folds.
+    until("every node to hold the delivery record", || {
+        nodes.iter().all(|r| {
+            r.with_node(|n| n.state(&g).unwrap().notice(&notice).map(|x| x.acks.len())) == Some(20)
+        })
+    })
+    .await;
+    for r in &nodes {
+        let d = r.with_node(|n| n.delivery(&g, &notice).unwrap());
+        assert_eq!((d.acked, d.total), (20, 20));
+    }
+    // What one urgent notice cost each node: the notice and the delivery record,
+    // stored and opened once each. Acknowledgement entries would make it one per member.
+    for (i, (r, (stored, opened))) in nodes.iter().zip(&before).enumerate() {
+        let (stored_now, opened_now) = costs(r, &g);
+        assert_eq!(
+            (stored_now - stored, opened_now - opened),
+            (2, 2),
+            "node {i} stored and opened more than the notice and its delivery record"
+        );
+    }
     for r in nodes {
         r.shutdown().await.unwrap();
     }

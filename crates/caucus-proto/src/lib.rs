@@ -19,6 +19,7 @@ mod entry;
 mod ids;
 pub mod limits;
 mod op;
+mod receipt;
 
 pub use codec::{DecodeError, EncodeError};
 pub use entry::{Author, BODY_VERSION, Body, Chain, ENVELOPE_VERSION, Envelope, EnvelopeHeader};
@@ -30,3 +31,4 @@ pub use op::{
     ContactField, Cut, DeviceCert, KeyDelivery, Note, NoticeContent, Operation, Rating,
     RatingError, Role,
 };
+pub use receipt::{ReceiptBatch, ReceiptBody, SealedReceipt, receipt_signed_bytes};

@@ -41,3 +41,16 @@ pub const MAX_CUTS: usize = 64;
 
 /// Most authority heads an entry names ([`crate::Chain::heads`]).
 pub const MAX_HEADS: usize = 16;
+
+/// Most members one [`crate::Operation::NoticeDelivered`] names.
+pub const MAX_DELIVERED_MEMBERS: usize = 4_096;
+
+/// Largest encoded [`crate::ReceiptBatch`] (receipts for one notice, sent toward its
+/// sender in one frame).
+pub const MAX_RECEIPT_BATCH_BYTES: usize = 64 * 1024;
+
+/// Most receipts in one [`crate::ReceiptBatch`].
+pub const MAX_RECEIPTS_PER_BATCH: usize = 256;
+
+/// Largest sealed receipt ciphertext (device key, notice id and signature, plus the tag).
+pub const MAX_RECEIPT_CIPHERTEXT: usize = 160;

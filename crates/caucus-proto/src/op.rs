@@ -6,8 +6,8 @@ use crate::ids::{
     ContactId, Day, DeviceKey, EventId, FollowupId, IdentityKey, NoticeId, Signature,
 };
 use crate::limits::{
-    MAX_CUTS, MAX_FIELDS_PER_SET, MAX_KEY_DELIVERIES, MAX_LONG_TEXT, MAX_RECORDS_PER_ENTRY,
-    MAX_SEALED_KEY_BYTES, MAX_SHORT_TEXT,
+    MAX_CUTS, MAX_DELIVERED_MEMBERS, MAX_FIELDS_PER_SET, MAX_KEY_DELIVERIES, MAX_LONG_TEXT,
+    MAX_RECORDS_PER_ENTRY, MAX_SEALED_KEY_BYTES, MAX_SHORT_TEXT,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -363,6 +363,17 @@ pub enum Operation {
         /// The records, in order.
         ops: Vec<Operation>,
     },
+    /// 18: the sender of an urgent notice records who confirmed receiving it: the members
+    /// whose devices sent it a receipt (see `proto/PROTOCOL.md`, "Receipts"). One entry
+    /// for many members, instead of one acknowledgement entry per member that every
+    /// member would store. Only the notice's poster may write it; members are sorted and
+    /// distinct, at most [`MAX_DELIVERED_MEMBERS`].
+    NoticeDelivered {
+        /// The notice.
+        notice: NoticeId,
+        /// Members who confirmed receiving it, sorted by identity key.
+        members: Vec<IdentityKey>,
+    },
 }
 
 fn short(s: &str, what: &'static str) -> Result<(), EncodeError> {
@@ -453,6 +464,19 @@ impl Operation {
                 validate_cuts(cuts)
             }
             Operation::DeviceRevoked { cut } => cut.validate(),
+            Operation::NoticeDelivered { members, .. } => {
+                if members.is_empty() || members.len() > MAX_DELIVERED_MEMBERS {
+                    return Err(EncodeError::Invalid(
+                        "a delivery record names 1 to 4096 members",
+                    ));
+                }
+                if members.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(EncodeError::Invalid(
+                        "a delivery record's members must be sorted and distinct",
+                    ));
+                }
+                Ok(())
+            }
             Operation::FollowupDone { .. }
             | Operation::ContactRemoved { .. }
             | Operation::NoticeCancelled { .. }
@@ -481,6 +505,7 @@ impl Operation {
             Operation::GroupNamed { .. } => "group-named",
             Operation::CampaignSet { .. } => "campaign-set",
             Operation::Records { .. } => "records",
+            Operation::NoticeDelivered { .. } => "notice-delivered",
         }
     }
 

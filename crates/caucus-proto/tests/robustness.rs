@@ -376,7 +376,17 @@ fn arb_op() -> impl Strategy<Value = Operation> {
         notice
             .clone()
             .prop_map(|notice| Operation::NoticeCancelled { notice }),
-        notice.prop_map(|notice| Operation::NoticeAcked { notice }),
+        notice
+            .clone()
+            .prop_map(|notice| Operation::NoticeAcked { notice }),
+        (
+            notice,
+            proptest::collection::btree_set(member.clone(), 1..8)
+        )
+            .prop_map(|(notice, members)| Operation::NoticeDelivered {
+                notice,
+                members: members.into_iter().collect(),
+            }),
         (member.clone(), arb_text(40), arb_role())
             .prop_map(|(member, name, role)| Operation::MemberAdded { member, name, role }),
         (member.clone(), arb_cuts())

@@ -324,7 +324,8 @@ impl Touched {
             Operation::NoticePosted { notice, .. }
             | Operation::NoticeChanged { notice, .. }
             | Operation::NoticeCancelled { notice }
-            | Operation::NoticeAcked { notice } => {
+            | Operation::NoticeAcked { notice }
+            | Operation::NoticeDelivered { notice, .. } => {
                 self.notices.insert(*notice);
             }
             Operation::MemberAdded { .. }

@@ -196,6 +196,12 @@ proptest! {
                 Operation::NoticeAcked { notice } => {
                     acks.entry(*notice).or_default().insert(e.author.identity);
                 }
+                // Counted from the notice's poster only.
+                Operation::NoticeDelivered { notice, members }
+                    if s.notice(notice).is_some_and(|n| n.posted_by == e.author.identity) =>
+                {
+                    acks.entry(*notice).or_default().extend(members.iter().copied());
+                }
                 Operation::NoticeCancelled { notice } => {
                     cancelled.insert(*notice);
                 }
