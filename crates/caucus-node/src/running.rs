@@ -448,13 +448,22 @@ impl Backend for NodeBackend {
     fn receipts(&self, group: &GroupId, entry: &EntryId, receipts: Vec<SealedReceipt>) {
         let mut node = lock(&self.node);
         if let Some((notice, d)) = node.take_receipts(group, entry, &receipts) {
+            if d.acked >= d.total {
+                // Everyone confirmed: nothing more to wait for. Recorded before it is
+                // told, so whoever sees "n of n" finds the record written.
+                match node.record_deliveries(group) {
+                    Ok(_) => self.flush(&mut node),
+                    Err(e) => tracing::warn!("could not record receipts: {e}"),
+                }
+            } else {
+                self.record_soon(*group);
+            }
             self.emit(NodeEvent::AckReceived {
                 group: *group,
                 notice,
                 acked: d.acked,
                 total: d.total,
             });
-            self.record_soon(*group);
         }
     }
 

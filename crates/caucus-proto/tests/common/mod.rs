@@ -231,6 +231,13 @@ pub(crate) fn operations() -> Vec<(&'static str, Operation)> {
                 ],
             },
         ),
+        (
+            "op18-notice-delivered",
+            Operation::NoticeDelivered {
+                notice: NoticeId([0x66; 16]),
+                members: vec![IdentityKey([0x22; 32]), IdentityKey([0x77; 32])],
+            },
+        ),
     ]
 }
 
