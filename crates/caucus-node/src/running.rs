@@ -458,12 +458,7 @@ impl Backend for NodeBackend {
             } else {
                 self.record_soon(*group);
             }
-            self.emit(NodeEvent::AckReceived {
-                group: *group,
-                notice,
-                acked: d.acked,
-                total: d.total,
-            });
+            self.emit_delivery(&node, group, notice);
         }
     }
 
